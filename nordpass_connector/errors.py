@@ -1,0 +1,117 @@
+"""The connector's own exception tree.
+
+Adapters catch third-party exceptions (httpx, azure-core, azure-data-tables) at their edge and
+re-raise one of these, so the pipeline decides what to do next from the class alone::
+
+    ConnectorError                      base; ``str(e)`` is safe to log (no secrets, no event content)
+    ├── ConfigurationError              fatal until an operator fixes a setting; carries every problem
+    ├── SourceError                     NordPass Activity API
+    │   ├── SourceAuthError             token rejected (401/403): fatal, re-issue the token
+    │   ├── SourceUnavailable           retries exhausted or budget spent: try again next tick
+    │   └── SourceProtocolError         the API answered something we cannot use (not JSON, bad shape)
+    ├── SinkError                       Azure Monitor Logs Ingestion
+    │   ├── SinkAuthError               401/403: credential or role problem (403 may be propagation)
+    │   ├── SinkConfigError             404: wrong endpoint, DCR immutable id or stream
+    │   └── SinkUnavailable             transient failures left after our retries: next tick
+    └── CheckpointError                 Table Storage
+        ├── CheckpointConflict          another run advanced the checkpoint (ETag mismatch): stop now
+        └── CheckpointUnavailable       read or write failed: never treated as "no checkpoint"
+
+Every error has an ``action`` (what a person should do) and a ``retriable`` flag (whether the next
+tick can succeed without anyone doing anything).
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    retriable: bool = False
+    action: str = "see the connector's runbook in README.md"
+
+    def __init__(self, message: str, *, action: str | None = None) -> None:
+        super().__init__(message)
+        if action is not None:
+            self.action = action
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def describe(self) -> str:
+        """One line for logs and reports: what went wrong and what to do."""
+        return f"{type(self).__name__}: {self.message} -> {self.action}"
+
+
+class ConfigurationError(ConnectorError):
+    action = "fix the listed settings (app settings in Azure, local.settings.json locally)"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration: " + "; ".join(self.problems))
+
+
+class SourceError(ConnectorError):
+    pass
+
+
+class SourceAuthError(SourceError):
+    action = (
+        "the NordPass token was rejected: create a new one in the Admin Panel "
+        "(Integrations > Events reporting > Microsoft Sentinel) and update NORDPASS_TOKEN"
+    )
+
+
+class SourceUnavailable(SourceError):
+    retriable = True
+    action = "nothing to do if it clears: the next run resumes from the checkpoint"
+
+
+class SourceProtocolError(SourceError):
+    retriable = True
+    action = "if it persists, check NORDPASS_ENDPOINT_URL points at /activities/query of your data center"
+
+
+class SinkError(ConnectorError):
+    pass
+
+
+class SinkAuthError(SinkError):
+    retriable = True
+    action = (
+        "grant the function's managed identity 'Monitoring Metrics Publisher' on the data collection "
+        "rule; right after deployment allow up to 30 minutes for the role to propagate"
+    )
+
+
+class SinkConfigError(SinkError):
+    action = (
+        "check DATA_COLLECTION_ENDPOINT, DCR_IMMUTABLE_ID and DCR_STREAM_NAME against the deployed "
+        "data collection rule (the deployment outputs list them)"
+    )
+
+
+class SinkUnavailable(SinkError):
+    retriable = True
+    action = "nothing to do if it clears: undelivered events are re-sent from the checkpoint"
+
+
+class CheckpointError(ConnectorError):
+    pass
+
+
+class CheckpointConflict(CheckpointError):
+    retriable = True
+    action = (
+        "another run advanced the checkpoint; this run stopped without sending more. "
+        "If it happens every minute, two apps share one checkpoint table"
+    )
+
+
+class CheckpointUnavailable(CheckpointError):
+    retriable = True
+    action = (
+        "check AzureWebJobsStorage and that the identity has 'Storage Table Data Contributor'; "
+        "the run stopped rather than restart a 7-day backfill"
+    )

@@ -1,0 +1,146 @@
+"""Pure mapping from a raw NordPass event to a `NordPassEventLogs_CL` row.
+
+An event's identity is the SHA-256 of its canonical JSON (sorted keys, no whitespace). NordPass has
+no event id and identical events legitimately repeat (two failed logins by one user in one second),
+so the row id is that digest plus the event's occurrence index among identical events: the first
+copy is ``-0``, the second ``-1``. Re-reading the same window yields the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, NamedTuple
+
+import orjson
+
+# Above this a timestamp is almost certainly milliseconds, not the seconds NordPass sends.
+MAX_PLAUSIBLE_SECONDS = 10**11
+
+_KNOWN_FIELDS = frozenset(
+    {"type", "action", "timestamp", "organization_uuid", "user", "initiator", "metadata"}
+)
+_KNOWN_USER_FIELDS = frozenset({"uuid", "email"})
+
+
+class PreparedEvent(NamedTuple):
+    """An event that can be mapped: its time, content digest and the raw object."""
+
+    timestamp: int
+    digest: bytes
+    raw: dict[str, Any]
+
+
+class MalformedEvent(NamedTuple):
+    """An event that cannot become a row; it is set aside with `reason`, never dropped silently."""
+
+    reason: str
+    digest: bytes
+    raw: Any
+
+
+def canonical_digest(raw: Any) -> bytes:
+    try:
+        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        # Integers beyond 64 bits and other oddities orjson refuses; the stdlib handles them.
+        canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(canonical).digest()
+
+
+def _timestamp_of(raw: dict[str, Any]) -> int | str:
+    """The event's Unix-seconds time, or the reason it has none usable."""
+    value = raw.get("timestamp")
+    if isinstance(value, bool) or value is None:
+        return "timestamp missing"
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value.strip())
+    else:
+        return "timestamp is not a whole number of seconds"
+    if seconds < 0:
+        return "timestamp is negative"
+    if seconds >= MAX_PLAUSIBLE_SECONDS:
+        return "timestamp looks like milliseconds, not seconds"
+    return seconds
+
+
+def prepare(raw: Any) -> PreparedEvent | MalformedEvent:
+    digest = canonical_digest(raw)
+    if not isinstance(raw, dict):
+        return MalformedEvent("event is not a JSON object", digest, raw)
+    seconds = _timestamp_of(raw)
+    if isinstance(seconds, str):
+        return MalformedEvent(seconds, digest, raw)
+    return PreparedEvent(seconds, digest, raw)
+
+
+def event_id(digest: bytes, occurrence: int) -> str:
+    return f"{digest[:16].hex()}-{occurrence}"
+
+
+def iso_utc(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _text(value: Any) -> str | None:
+    """A string column's value; non-strings are kept as their JSON text rather than lost."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _msp_override(metadata: Any, key: str) -> str | None:
+    if not isinstance(metadata, dict):
+        return None
+    msp = metadata.get("msp")
+    if not isinstance(msp, dict):
+        return None
+    value = msp.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def to_row(event: PreparedEvent, occurrence: int) -> dict[str, Any]:
+    """The row for one event. Keys and types follow `models.EventRow` exactly."""
+    raw = event.raw
+    user = raw.get("user")
+    user_fields = user if isinstance(user, dict) else {}
+    user_uuid = _text(user_fields.get("uuid"))
+    user_email = _text(user_fields.get("email"))
+    metadata = raw.get("metadata")
+
+    # The official mapper's MSP rule: an MSP admin's identity replaces the subject user. We apply
+    # it for compatibility with existing content, and keep the original identity beside it.
+    original_uuid = original_email = None
+    msp_uuid = _msp_override(metadata, "user_uuid")
+    if msp_uuid is not None:
+        original_uuid, user_uuid = user_uuid, msp_uuid
+    msp_email = _msp_override(metadata, "user_email")
+    if msp_email is not None:
+        original_email, user_email = user_email, msp_email
+
+    additional = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
+    if user is not None and (not isinstance(user, dict) or user.keys() - _KNOWN_USER_FIELDS):
+        additional["user"] = user
+
+    when = iso_utc(event.timestamp)
+    return {
+        "TimeGenerated": when,
+        "timestamp": event.timestamp,
+        "event_type": _text(raw.get("type")),
+        "action": _text(raw.get("action")),
+        "user_uuid": user_uuid,
+        "user_email": user_email,
+        "initiator": _text(raw.get("initiator")),
+        "organization_uuid": _text(raw.get("organization_uuid")),
+        "metadata": metadata,
+        "EventId": event_id(event.digest, occurrence),
+        "EventTime": when,
+        "OriginalUserUuid": original_uuid,
+        "OriginalUserEmail": original_email,
+        "AdditionalFields": additional or None,
+    }

@@ -1,0 +1,112 @@
+"""What the pipeline needs from the outside world, as small protocols and value types.
+
+The adapters (`nordpass.py`, `sink.py`, `checkpoint.py`) implement these; the pipeline only sees
+these names, so it imports no SDK and tests can plug in any implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .retry import Deadline
+
+
+@dataclass(frozen=True)
+class Window:
+    """A closed query window in Unix seconds. `end` is frozen when the window is planned (the
+    signpost): every page of the window uses the same bounds whatever the API's inclusivity."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError("window end before start")
+
+    @property
+    def span(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of Activity API results, as the source adapter returns it."""
+
+    number: int
+    events: list[Any]
+    total: int | None = None
+    total_pages: int | None = None
+
+
+class ActivitySource(Protocol):
+    def fetch_page(self, window: Window, page: int, *, deadline: Deadline) -> Page:
+        """One page of `window` (1-based). Retries transient failures within `deadline`; raises
+        SourceAuthError, SourceUnavailable or SourceProtocolError."""
+        ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows ready to upload: `body` is their JSON array, at most the sink's byte limit."""
+
+    rows: list[dict[str, Any]]
+    body: bytes
+
+
+@dataclass
+class Delivery:
+    """The sink's verdict on one batch (Vector's Delivered / Rejected / Errored).
+
+    `delivered` and `rejected` hold indices into `Batch.rows`. `error` is set when some rows were
+    neither (Errored): the pipeline records what was delivered, then stops the run.
+    """
+
+    delivered: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    error: Exception | None = None
+    requests: int = 0
+    bytes_sent: int = 0
+
+
+class LogSink(Protocol):
+    max_body_bytes: int
+
+    def send(self, batch: Batch, *, deadline: Deadline) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class SetAsideRecord:
+    """An event that cannot be delivered (malformed, or too large for any request)."""
+
+    event_id: str
+    reason: str
+    window: Window
+    raw_json: bytes
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """Checkpoint fields as persisted, with the ETag that must match for the next update."""
+
+    fields: dict[str, Any]
+    etag: str
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> StoredCheckpoint | None:
+        """None only when the checkpoint definitely does not exist; any failure raises
+        CheckpointUnavailable."""
+        ...
+
+    def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
+        """First write; CheckpointConflict when another run created it first."""
+        ...
+
+    def commit(self, fields: dict[str, Any], *, etag: str) -> StoredCheckpoint:
+        """ETag-conditional update; CheckpointConflict when someone else moved it."""
+        ...
+
+    def set_aside(self, records: list[SetAsideRecord]) -> None:
+        """Keep undeliverable events for inspection (idempotent by event id)."""
+        ...
