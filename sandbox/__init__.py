@@ -1,0 +1,1 @@
+"""Local stand-ins for NordPass and Azure, shared by tests, the demo and the benchmark."""
