@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .errors import SinkError
 from .retry import Deadline
 
 
@@ -64,7 +65,7 @@ class Delivery:
 
     delivered: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    error: Exception | None = None
+    error: SinkError | None = None
     requests: int = 0
     bytes_sent: int = 0
 

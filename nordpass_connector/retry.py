@@ -89,6 +89,10 @@ class RetryLog:
         with self._lock:
             self.counts[cause] += 1
 
+    def count(self, cause: str) -> int:
+        with self._lock:
+            return self.counts[cause]
+
     def total(self) -> int:
         with self._lock:
             return sum(self.counts.values())
@@ -125,7 +129,9 @@ class Retrier:
     log: RetryLog
     rng: random.Random = field(default_factory=random.Random)
 
-    def pause(self, attempt: int, *, cause: str, deadline: Deadline, retry_after: float | None = None) -> bool:
+    def pause(
+        self, attempt: int, *, cause: str, deadline: Deadline, retry_after: float | None = None
+    ) -> bool:
         """Sleep before attempt ``attempt + 1``; False when no attempt is left or time would run out."""
         if attempt >= self.policy.max_attempts:
             return False

@@ -1,0 +1,251 @@
+"""Every setting, read and validated once from a mapping (the process environment in production).
+
+All problems are collected and reported together, each naming its setting, so a misconfigured
+deployment is fixed in one pass. Secrets are held as `SecretStr` and never appear in messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from .errors import ConfigurationError
+from .schema import DEFAULT_STREAM_NAME
+
+log = logging.getLogger(__name__)
+
+KNOWN_NORDPASS_HOSTS = ("api-activities.eu.nordpass.com", "api-activities.us.nordpass.com")
+KEY_VAULT_PREFIX = "@microsoft.keyvault("
+_DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_STREAM = re.compile(r"^Custom-[A-Za-z][A-Za-z0-9_]*$")
+
+NORDPASS_ENDPOINT_URL = "NORDPASS_ENDPOINT_URL"
+NORDPASS_TOKEN = "NORDPASS_TOKEN"
+DATA_COLLECTION_ENDPOINT = "DATA_COLLECTION_ENDPOINT"
+DCR_IMMUTABLE_ID = "DCR_IMMUTABLE_ID"
+DCR_STREAM_NAME = "DCR_STREAM_NAME"
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+STORAGE = "AzureWebJobsStorage"
+STORAGE_ACCOUNT = "AzureWebJobsStorage__accountName"
+STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
+STORAGE_CREDENTIAL = "AzureWebJobsStorage__credential"
+STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
+CHECKPOINT_TABLE_NAME = "CHECKPOINT_TABLE_NAME"
+CONNECTOR_INSTANCE = "CONNECTOR_INSTANCE"
+RUN_BUDGET = "NORDPASS_RUN_BUDGET_SECONDS"
+LOOKBACK = "NORDPASS_LOOKBACK_SECONDS"
+SAFETY_DELAY = "NORDPASS_SAFETY_DELAY_SECONDS"
+BACKFILL_DAYS = "NORDPASS_BACKFILL_DAYS"
+PAGE_SIZE = "NORDPASS_PAGE_SIZE"
+FETCH_CONCURRENCY = "NORDPASS_FETCH_CONCURRENCY"
+MAX_WINDOW_EVENTS = "NORDPASS_MAX_WINDOW_EVENTS"
+
+#: Every setting the connector reads; the deployment template is checked against this list.
+SETTING_NAMES: tuple[str, ...] = (
+    NORDPASS_ENDPOINT_URL,
+    NORDPASS_TOKEN,
+    DATA_COLLECTION_ENDPOINT,
+    DCR_IMMUTABLE_ID,
+    DCR_STREAM_NAME,
+    AZURE_CLIENT_ID,
+    STORAGE,
+    STORAGE_ACCOUNT,
+    STORAGE_TABLE_URI,
+    STORAGE_CREDENTIAL,
+    STORAGE_CLIENT_ID,
+    CHECKPOINT_TABLE_NAME,
+    CONNECTOR_INSTANCE,
+    RUN_BUDGET,
+    LOOKBACK,
+    SAFETY_DELAY,
+    BACKFILL_DAYS,
+    PAGE_SIZE,
+    FETCH_CONCURRENCY,
+    MAX_WINDOW_EVENTS,
+)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the checkpoint table lives, following the Functions host's AzureWebJobsStorage rules."""
+
+    connection_string: SecretStr | None = None
+    table_service_uri: str | None = None
+    client_id: str | None = None  # user-assigned identity for identity-based storage
+
+
+@dataclass(frozen=True)
+class Settings:
+    nordpass_endpoint_url: str
+    nordpass_token: SecretStr
+    data_collection_endpoint: str
+    dcr_immutable_id: str
+    dcr_stream_name: str
+    storage: StorageSettings
+    azure_client_id: str | None = None
+    checkpoint_table: str = "nordpasscheckpoint"
+    instance: str = "default"
+    run_budget_seconds: float = 45.0
+    lookback_seconds: int = 900
+    safety_delay_seconds: int = 60
+    backfill_days: float = 7.0
+    page_size: int = 100
+    fetch_concurrency: int = 8
+    max_window_events: int = 10_000
+
+    @property
+    def nordpass_host(self) -> str:
+        return urlsplit(self.nordpass_endpoint_url).hostname or ""
+
+    @property
+    def lease_seconds(self) -> int:
+        # A run may hold the checkpoint for its budget plus the longest single request it can
+        # still have in flight (connect 10 s + read 30 s), plus slack.
+        return int(self.run_budget_seconds) + 60
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+T = TypeVar("T", int, float)
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str, *, required: bool, default: str | None = None) -> str | None:
+        value = self.environ.get(name)
+        if value is None or not value.strip():
+            if required:
+                self.problems.append(f"{name} is missing")
+            return default
+        value = value.strip()
+        if value.lower().startswith(KEY_VAULT_PREFIX):
+            self.problems.append(
+                f"{name} still holds an unresolved Key Vault reference: the app could not read the "
+                "secret (check the identity has 'Key Vault Secrets User' and the reference syntax)"
+            )
+            return None
+        return value
+
+    def number(self, name: str, parse: Callable[[str], T], default: T, low: T, high: T) -> T:
+        raw = self.text(name, required=False)
+        if raw is None:
+            return default
+        try:
+            value = parse(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, got {value}")
+            return default
+        return value
+
+    def https_url(self, name: str, value: str | None, *, allow_loopback_http: bool) -> None:
+        if value is None:
+            return
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        if not host:
+            self.problems.append(f"{name} must be an absolute https URL")
+        elif parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
+            return
+        elif parts.scheme != "https":
+            self.problems.append(f"{name} must use https (http is accepted only for loopback hosts)")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Validate every setting; raise ConfigurationError listing every problem at once."""
+    r = _Reader(environ)
+    endpoint = r.text(NORDPASS_ENDPOINT_URL, required=True)
+    r.https_url(NORDPASS_ENDPOINT_URL, endpoint, allow_loopback_http=True)
+    token = r.text(NORDPASS_TOKEN, required=True)
+    if token is not None and token.lower().startswith("bearer "):
+        r.problems.append(f"{NORDPASS_TOKEN} must be the raw token from the Admin Panel, without 'Bearer '")
+    dce = r.text(DATA_COLLECTION_ENDPOINT, required=True)
+    r.https_url(DATA_COLLECTION_ENDPOINT, dce, allow_loopback_http=False)
+    dcr = r.text(DCR_IMMUTABLE_ID, required=True)
+    if dcr is not None and not _DCR_ID.match(dcr):
+        r.problems.append(f"{DCR_IMMUTABLE_ID} must look like dcr-<32 hex digits> (the DCR's immutableId)")
+    stream = r.text(DCR_STREAM_NAME, required=False, default=DEFAULT_STREAM_NAME) or DEFAULT_STREAM_NAME
+    if not _STREAM.match(stream):
+        r.problems.append(f"{DCR_STREAM_NAME} must be a custom stream name like {DEFAULT_STREAM_NAME}")
+
+    connection_string = r.text(STORAGE, required=False)
+    table_uri = r.text(STORAGE_TABLE_URI, required=False)
+    account = r.text(STORAGE_ACCOUNT, required=False)
+    if table_uri is None and account is not None:
+        table_uri = f"https://{account}.table.core.windows.net"
+    r.https_url(
+        STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=True
+    )
+    if connection_string is None and table_uri is None:
+        r.problems.append(
+            f"checkpoint storage is not configured: set {STORAGE} (connection string) or "
+            f"{STORAGE_ACCOUNT} / {STORAGE_TABLE_URI} (identity-based)"
+        )
+    table = (
+        r.text(CHECKPOINT_TABLE_NAME, required=False, default="nordpasscheckpoint") or "nordpasscheckpoint"
+    )
+    if not _TABLE_NAME.match(table):
+        r.problems.append(f"{CHECKPOINT_TABLE_NAME} must be 3-63 letters and digits, starting with a letter")
+    instance = r.text(CONNECTOR_INSTANCE, required=False, default="default") or "default"
+
+    budget = r.number(RUN_BUDGET, float, 45.0, 5.0, 540.0)
+    lookback = r.number(LOOKBACK, int, 900, 0, 86_400)
+    delay = r.number(SAFETY_DELAY, int, 60, 0, 3_600)
+    backfill = r.number(BACKFILL_DAYS, float, 7.0, 0.0, 89.0)
+    page_size = r.number(PAGE_SIZE, int, 100, 1, 1_000)
+    concurrency = r.number(FETCH_CONCURRENCY, int, 8, 1, 64)
+    window_events = r.number(MAX_WINDOW_EVENTS, int, 10_000, 100, 50_000)
+
+    if r.problems:
+        raise ConfigurationError(r.problems)
+    assert endpoint and token and dce and dcr  # guaranteed by the checks above
+    settings = Settings(
+        nordpass_endpoint_url=endpoint,
+        nordpass_token=SecretStr(token),
+        data_collection_endpoint=dce.rstrip("/"),
+        dcr_immutable_id=dcr,
+        dcr_stream_name=stream,
+        storage=StorageSettings(
+            connection_string=SecretStr(connection_string) if connection_string else None,
+            table_service_uri=table_uri if connection_string is None else None,
+            client_id=r.text(STORAGE_CLIENT_ID, required=False),
+        ),
+        azure_client_id=r.text(AZURE_CLIENT_ID, required=False),
+        checkpoint_table=table,
+        instance=instance,
+        run_budget_seconds=budget,
+        lookback_seconds=lookback,
+        safety_delay_seconds=delay,
+        backfill_days=backfill,
+        page_size=page_size,
+        fetch_concurrency=concurrency,
+        max_window_events=window_events,
+    )
+    if settings.nordpass_host not in KNOWN_NORDPASS_HOSTS and not _is_loopback(settings.nordpass_host):
+        log.warning(
+            "%s host %s is not one of the known NordPass data centers %s; continuing",
+            NORDPASS_ENDPOINT_URL,
+            settings.nordpass_host,
+            ", ".join(KNOWN_NORDPASS_HOSTS),
+        )
+    return settings

@@ -1,0 +1,144 @@
+"""Pure mapping: event -> row. No I/O, no fakes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nordpass_connector.mapping import (
+    MalformedEvent,
+    PreparedEvent,
+    canonical_digest,
+    event_id,
+    prepare,
+    to_row,
+)
+from nordpass_connector.models import EventRow
+from nordpass_connector.schema import COLUMN_NAMES
+
+BASE: dict[str, Any] = {
+    "type": "login",
+    "action": "user_login_failed",
+    "timestamp": 1738848413,
+    "organization_uuid": "org-1",
+    "user": {"uuid": "u-1", "email": "ann@example.com"},
+    "initiator": "ann@example.com",
+    "metadata": {"ip_address": "203.0.113.7", "provider": "nordpass", "platform": "web"},
+}
+
+
+def _row(raw: Any, occurrence: int = 0) -> dict[str, Any]:
+    event = prepare(raw)
+    assert isinstance(event, PreparedEvent)
+    return to_row(event, occurrence)
+
+
+def test_official_columns_keep_their_meaning() -> None:
+    row = _row(BASE)
+    assert tuple(row) == COLUMN_NAMES
+    assert row["event_type"] == "login" and row["action"] == "user_login_failed"
+    assert row["timestamp"] == 1738848413
+    assert row["TimeGenerated"] == row["EventTime"] == "2025-02-06T13:26:53Z"
+    assert row["user_uuid"] == "u-1" and row["user_email"] == "ann@example.com"
+    assert row["metadata"] == BASE["metadata"]
+    assert row["OriginalUserUuid"] is None and row["AdditionalFields"] is None
+    EventRow.model_validate_json(orjson.dumps(row))
+
+
+def test_msp_rule_replaces_user_and_keeps_the_original() -> None:
+    raw = dict(
+        BASE,
+        metadata={"msp": {"user_uuid": "msp-9", "user_email": "msp@partner.example", "user_role": "admin"}},
+    )
+    row = _row(raw)
+    assert (row["user_uuid"], row["user_email"]) == ("msp-9", "msp@partner.example")
+    assert (row["OriginalUserUuid"], row["OriginalUserEmail"]) == ("u-1", "ann@example.com")
+
+
+def test_empty_msp_values_do_not_override() -> None:
+    row = _row(dict(BASE, metadata={"msp": {"user_uuid": "", "user_email": None}}))
+    assert row["user_uuid"] == "u-1" and row["OriginalUserUuid"] is None
+
+
+def test_unknown_fields_are_kept_not_dropped() -> None:
+    raw = dict(BASE, device={"os": "ios"}, user={"uuid": "u-1", "email": "a@b.c", "name": "Ann"})
+    row = _row(raw)
+    assert row["AdditionalFields"] == {"device": {"os": "ios"}, "user": raw["user"]}
+
+
+def test_ids_are_deterministic_and_count_occurrences() -> None:
+    first, second = _row(BASE, 0), _row(json.loads(json.dumps(BASE)), 1)
+    assert first["EventId"].endswith("-0") and second["EventId"].endswith("-1")
+    assert first["EventId"][:-2] == second["EventId"][:-2]
+    reordered = dict(reversed(list(BASE.items())))
+    assert _row(reordered)["EventId"] == first["EventId"]  # key order is not content
+
+
+def test_malformed_events_say_why() -> None:
+    cases = {
+        "not an object": ["a", "list"],
+        "missing": {k: v for k, v in BASE.items() if k != "timestamp"},
+        "milliseconds": dict(BASE, timestamp=1738848413000),
+        "text": dict(BASE, timestamp="yesterday"),
+        "negative": dict(BASE, timestamp=-5),
+    }
+    reasons = {name: prepare(raw) for name, raw in cases.items()}
+    assert all(isinstance(r, MalformedEvent) for r in reasons.values())
+    assert "milliseconds" in reasons["milliseconds"].reason  # type: ignore[union-attr]
+    assert "missing" in reasons["missing"].reason  # type: ignore[union-attr]
+    assert isinstance(prepare(dict(BASE, timestamp="1738848413")), PreparedEvent)
+
+
+def test_non_string_values_in_string_columns_are_kept_as_json() -> None:
+    row = _row(dict(BASE, action=["odd"], initiator={"id": 3}))
+    assert row["action"] == '["odd"]' and row["initiator"] == '{"id":3}'
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=8))
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+events = st.fixed_dictionaries(
+    {
+        "type": st.text(max_size=10),
+        "action": st.text(max_size=10),
+        "timestamp": st.integers(0, 4_000_000_000),
+        "organization_uuid": st.text(max_size=10),
+        "user": st.fixed_dictionaries({"uuid": st.text(max_size=8), "email": st.text(max_size=8)}),
+        "initiator": st.text(max_size=10),
+        "metadata": json_value,
+    },
+    optional={"extra_field": json_value, "another": json_value},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.integers(0, 50))
+def test_every_event_maps_to_a_valid_row_and_nothing_is_lost(raw: dict[str, Any], occurrence: int) -> None:
+    row = _row(raw, occurrence)
+    EventRow.model_validate_json(orjson.dumps(row))
+    assert row["EventId"] == event_id(canonical_digest(raw), occurrence)
+    # Reassemble the source event from the row: every field must come back unchanged.
+    user = {
+        "uuid": row["OriginalUserUuid"] if row["OriginalUserUuid"] is not None else row["user_uuid"],
+        "email": row["OriginalUserEmail"] if row["OriginalUserEmail"] is not None else row["user_email"],
+    }
+    rebuilt = {
+        "type": row["event_type"],
+        "action": row["action"],
+        "timestamp": row["timestamp"],
+        "organization_uuid": row["organization_uuid"],
+        "user": user,
+        "initiator": row["initiator"],
+        "metadata": row["metadata"],
+        **(row["AdditionalFields"] or {}),
+    }
+    assert rebuilt == raw
