@@ -77,7 +77,7 @@ def test_connection_string_storage_is_accepted_and_secret() -> None:
 
 
 def test_out_of_range_knobs_name_their_limits() -> None:
-    with pytest.raises(ConfigurationError, match="NORDPASS_BACKFILL_DAYS must be between 0.0 and 89.0"):
+    with pytest.raises(ConfigurationError, match=r"NORDPASS_BACKFILL_DAYS must be between 0\.0 and 89\.0"):
         load_settings(dict(GOOD, NORDPASS_BACKFILL_DAYS="120"))
 
 
