@@ -1,0 +1,748 @@
+"""An HTTPS stand-in of the Azure Monitor Logs Ingestion API, faithful where it hurts.
+
+It answers `POST /dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01` the way Azure
+does, including the behaviours that lose data silently:
+
+- 401 unless `Authorization: Bearer <expected>`; 403 (`OperationFailed ... does not have access to
+  ingest data for the data collection rule`) when scripted, e.g. for the first N calls while a role
+  "propagates";
+- 404 for an unknown DCR immutable id or stream; 413 when the wire or the gunzipped body exceeds
+  1,048,576 bytes; 400 when the body is not a JSON array;
+- columns not in the stream declaration are dropped with 204 (case-sensitive: `eventid` is not
+  `EventId`), and a TimeGenerated older than 2 days (or over 1 day ahead) becomes the receive time.
+
+Scripted faults (429 with or without Retry-After, any 5xx/408, stalls, dropped connections) follow
+a small list of `Fault` rules. Every call is recorded without the Authorization value. Accepted rows
+land in DuckDB (through duckdb-kql, so rule queries run on them) or, for benchmarks, are only
+counted. A control surface under `/_sandbox/` lets another process (the demo, a benchmark) steer
+and inspect it; `IngestionControl` is the client for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from nordpass_connector import schema
+
+from ._uvicorn_thread import ServerThread
+from .certs import CertPaths, ensure_certs
+
+API_VERSION = "2023-01-01"
+MAX_REQUEST_BYTES = 1_048_576
+DEFAULT_DCR_IMMUTABLE_ID = "dcr-0123456789abcdef0123456789abcdef"
+TIMEGENERATED_MAX_AGE = timedelta(days=2)
+TIMEGENERATED_MAX_AHEAD = timedelta(days=1)
+FORBIDDEN_MESSAGE = (
+    "The authentication token provided does not have access to ingest data for the data collection "
+    "rule with immutable Id '{dcr}'."
+)
+
+FaultKind = Literal["status", "stall", "drop"]
+StoreKind = Literal["duckdb", "count"]
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour. The first matching fault answers a call.
+
+    kind="status": answer `status` (with `retry_after` as the Retry-After header when not None);
+    kind="stall": sleep `stall_seconds` before answering (longer than the client's read timeout);
+      with `accept=True` the rows are then stored, as Azure would after a client gave up;
+    kind="drop": read the request, then abort the TCP connection without an answer.
+
+    When: `on_call` (the n-th ingestion call since reset, 1-based) or every call; then `rate` (seeded
+    probability); `times` is how often it may still fire (None = forever).
+    """
+
+    kind: FaultKind = "status"
+    status: int = 500
+    retry_after: str | None = None
+    stall_seconds: float = 0.0
+    accept: bool = False
+    times: int | None = 1
+    on_call: int | None = None
+    rate: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if fields.get("retry_after") is not None:
+            fields["retry_after"] = str(fields["retry_after"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One ingestion call as received (never the bearer value, never the body unless asked)."""
+
+    number: int
+    path: str
+    dcr: str
+    stream: str
+    api_version: str | None
+    headers: dict[str, str]
+    auth_ok: bool
+    wire_bytes: int
+    raw_bytes: int
+    records: int
+    status: int  # 0: no answer was sent (dropped or stalled past the client)
+    fault: str | None
+    received_at: float
+    body: bytes | None = None  # raw (gunzipped) body, only when keep_bodies=True
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("body")
+        return data
+
+
+# -- the row store -------------------------------------------------------------------------------
+
+_SQL_TYPES = {"string": "VARCHAR", "long": "BIGINT", "datetime": "TIMESTAMP", "dynamic": "JSON"}
+
+
+def _create_table_sql() -> str:
+    cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in schema.COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {schema.TABLE_NAME} ({cols})"
+
+
+def _insert_sql() -> str:
+    """One vectorised INSERT ... SELECT over the request's JSON text.
+
+    DuckDB parses the array itself, so a 1 MB request costs one statement rather than thousands of
+    Python-side row inserts. Only declared columns are extracted, which is exactly the silent drop
+    the real API performs; JSON key lookup is case-sensitive, like the real API.
+    """
+    exprs = []
+    for c in schema.COLUMNS:
+        ref = f"j->>'{c.name}'"
+        if c.type == "string":
+            expr = ref
+        elif c.type == "long":
+            expr = f"TRY_CAST({ref} AS BIGINT)"
+        elif c.type == "dynamic":
+            expr = f"CASE WHEN json_type(j->'{c.name}') = 'NULL' THEN NULL ELSE j->'{c.name}' END"
+        else:
+            parsed = f"TRY_CAST(replace({ref}, 'Z', '') AS TIMESTAMP)"
+            if c.name == "TimeGenerated":
+                # Azure replaces a missing, too old or too far-ahead TimeGenerated with receive time.
+                expr = (
+                    f"CASE WHEN {parsed} IS NULL OR {parsed} < $recv - INTERVAL 2 DAY "
+                    f"OR {parsed} > $recv + INTERVAL 1 DAY THEN $recv ELSE {parsed} END"
+                )
+            else:
+                expr = parsed
+        exprs.append(expr)
+    return (
+        f"INSERT INTO {schema.TABLE_NAME} SELECT {', '.join(exprs)} "
+        "FROM (SELECT unnest(from_json($body::JSON, '[\"JSON\"]')) AS j) WHERE json_type(j) = 'OBJECT'"
+    )
+
+
+class RowStore:
+    """Accepted rows: in DuckDB (queryable with KQL) or only counted (benchmarks)."""
+
+    def __init__(self, kind: StoreKind = "duckdb", *, db_path: str | Path | None = None) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self._accepted = 0
+        self._ids: Counter[str] = Counter()
+        self._con: Any = None
+        if kind == "duckdb":
+            import duckdb_kql
+
+            self._con = duckdb_kql.connect(str(db_path) if db_path else ":memory:")
+            self._con.execute(_create_table_sql())
+            self._insert = _insert_sql()
+            self._accepted = self._con.execute(f"SELECT count(*) FROM {schema.TABLE_NAME}").fetchone()[0]
+
+    def add(self, raw_body: bytes, rows: list[Any], received: datetime) -> None:
+        objects = [r for r in rows if isinstance(r, dict)]
+        if self.kind == "count":
+            with self._lock:
+                self._accepted += len(objects)
+                self._ids.update(r["EventId"] for r in objects if isinstance(r.get("EventId"), str))
+            return
+        naive_utc = received.astimezone(UTC).replace(tzinfo=None)
+        with self._lock:
+            self._con.execute(self._insert, {"body": raw_body.decode("utf-8"), "recv": naive_utc})
+            self._accepted += len(objects)
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return self._accepted
+
+    def event_id_counts(self) -> dict[str, int]:
+        if self.kind == "count":
+            with self._lock:
+                return dict(self._ids)
+        with self._lock:
+            got = self._con.execute(
+                f'SELECT "EventId", count(*) FROM {schema.TABLE_NAME} WHERE "EventId" IS NOT NULL GROUP BY 1'
+            ).fetchall()
+        return {str(k): int(v) for k, v in got}
+
+    def duplicates(self) -> dict[str, int]:
+        return {k: v for k, v in self.event_id_counts().items() if v > 1}
+
+    def kql(self, query: str) -> list[tuple[Any, ...]]:
+        self._need_db()
+        import duckdb_kql
+
+        with self._lock:
+            return list(duckdb_kql.query(self._con, query).fetchall())
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        self._need_db()
+        with self._lock:
+            return list(self._con.execute(query, params or []).fetchall())
+
+    def rows(self) -> list[dict[str, Any]]:
+        self._need_db()
+        with self._lock:
+            cur = self._con.execute(f"SELECT * FROM {schema.TABLE_NAME}")
+            names = [d[0] for d in cur.description]
+            got = cur.fetchall()
+        dynamic = {c.name for c in schema.COLUMNS if c.type == "dynamic"}
+        out = []
+        for values in got:
+            row = dict(zip(names, values, strict=True))
+            for name in dynamic:
+                if isinstance(row.get(name), str):
+                    row[name] = orjson.loads(row[name])
+            out.append(row)
+        return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._accepted = 0
+            self._ids.clear()
+            if self._con is not None:
+                self._con.execute(f"DELETE FROM {schema.TABLE_NAME}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _need_db(self) -> None:
+        if self._con is None:
+            raise RuntimeError("this stand-in only counts rows (store='count'); use store='duckdb'")
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    all_headers = {"x-ms-error-code": code}
+    all_headers.update(headers or {})
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=all_headers)
+
+
+class _Behaviour:
+    """Mutable settings and the call log, shared by the server thread and the Python API."""
+
+    def __init__(
+        self,
+        *,
+        expected_token: str | None,
+        dcr_immutable_id: str,
+        stream_name: str,
+        max_request_bytes: int,
+        keep_bodies: bool,
+        seed: int,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.expected_token = expected_token
+        self.dcr_immutable_id = dcr_immutable_id
+        self.stream_name = stream_name
+        self.max_request_bytes = max_request_bytes
+        self.keep_bodies = keep_bodies
+        self.latency = 0.0
+        self.faults: list[Fault] = []
+        self.calls: list[Call] = []
+        self.counter = 0
+        self.rng = random.Random(seed)
+        self.seed = seed
+
+    def next_call(self) -> tuple[int, Fault | None]:
+        with self.lock:
+            self.counter += 1
+            n = self.counter
+            for fault in self.faults:
+                if fault.times is not None and fault.times <= 0:
+                    continue
+                if fault.on_call is not None and fault.on_call != n:
+                    continue
+                if fault.rate is not None and self.rng.random() >= fault.rate:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                return n, fault
+            return n, None
+
+
+def _redacted(headers: Any) -> dict[str, str]:
+    return {k: ("<redacted>" if k == "authorization" else v) for k, v in headers.items()}
+
+
+def _build_app(b: _Behaviour, store: RowStore) -> Any:
+    async def ingest(request: Request) -> Response:
+        dcr = request.path_params["dcr"]
+        stream = request.path_params["stream"]
+        wire = await request.body()
+        number, fault = b.next_call()
+        received = datetime.now(UTC)
+        auth = request.headers.get("authorization", "")
+        auth_ok = auth.startswith("Bearer ") and (b.expected_token is None or auth[7:] == b.expected_token)
+        state: dict[str, Any] = {"raw": b"", "records": 0, "fault": None}
+
+        def record(status: int) -> None:
+            call = Call(
+                number=number,
+                path=request.url.path,
+                dcr=dcr,
+                stream=stream,
+                api_version=request.query_params.get("api-version"),
+                headers=_redacted(request.headers),
+                auth_ok=auth_ok,
+                wire_bytes=len(wire),
+                raw_bytes=len(state["raw"]),
+                records=state["records"],
+                status=status,
+                fault=state["fault"],
+                received_at=received.timestamp(),
+                body=state["raw"] if b.keep_bodies else None,
+            )
+            with b.lock:
+                b.calls.append(call)
+
+        def answer(response: Response) -> Response:
+            record(response.status_code)
+            return response
+
+        if b.latency:
+            await asyncio.sleep(b.latency)
+        if not auth_ok:
+            return answer(
+                _error(401, "InvalidToken", "The provided access token is missing, invalid or expired.")
+            )
+        if fault is not None:
+            state["fault"] = f"{fault.kind}:{fault.status}" if fault.kind == "status" else fault.kind
+            if fault.kind == "drop":
+                transport = request.scope.get("sandbox.transport")
+                record(0)
+                if transport is not None:
+                    transport.abort()
+                return Response(status_code=500)  # never reaches the client: the socket is gone
+            if fault.kind == "stall":
+                if await _stall(request, fault.stall_seconds):
+                    # The client gave up (its read timeout): Azure may still have stored the rows.
+                    if not fault.accept:
+                        record(0)
+                        return Response(status_code=503)
+                elif not fault.accept:
+                    return answer(_error(503, "ServiceUnavailable", "stalled request (scripted)"))
+            else:
+                return answer(_fault_response(fault, dcr))
+        if request.query_params.get("api-version") is None:
+            return answer(_error(400, "MissingApiVersionParameter", "The api-version query parameter is required."))
+        if dcr != b.dcr_immutable_id:
+            return answer(
+                _error(404, "NotFound", f"Data collection rule with immutable Id '{dcr}' not found.")
+            )
+        if stream != b.stream_name:
+            return answer(
+                _error(404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule.")
+            )
+        limit = b.max_request_bytes
+        too_large = f"ContentLengthLimitExceeded: Maximum allowed content length: {limit} bytes."
+        if len(wire) > limit:
+            return answer(_error(413, "ContentLengthLimitExceeded", too_large))
+        raw = wire
+        if request.headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                raw = _gunzip(wire, limit)
+            except (OSError, EOFError, zlib.error):
+                return answer(_error(400, "InvalidContentEncoding", "The body is not valid gzip."))
+            except OverflowError:
+                return answer(_error(413, "ContentLengthLimitExceeded", too_large))
+        state["raw"] = raw
+        if len(raw) > limit:
+            return answer(_error(413, "ContentLengthLimitExceeded", too_large))
+        try:
+            rows = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return answer(_error(400, "InvalidContent", "The request body is not valid JSON."))
+        if not isinstance(rows, list):
+            return answer(_error(400, "InvalidContent", "The request body must be a JSON array."))
+        state["records"] = len(rows)
+        if rows:
+            await run_in_threadpool(store.add, raw, rows, received)
+        return answer(Response(status_code=204))
+
+    async def calls(request: Request) -> JSONResponse:
+        with b.lock:
+            data = [c.to_json() for c in b.calls]
+        return JSONResponse(data)
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse(_stats(b, store))
+
+    async def mode(request: Request) -> JSONResponse:
+        _apply_mode(b, orjson.loads(await request.body() or b"{}"))
+        return JSONResponse(_stats(b, store))
+
+    async def reset(request: Request) -> JSONResponse:
+        data = orjson.loads(await request.body() or b"{}")
+        _reset(b, store, rows=bool(data.get("rows", True)))
+        return JSONResponse(_stats(b, store))
+
+    async def kql(request: Request) -> Response:
+        query = orjson.loads(await request.body())["query"]
+        try:
+            rows = await run_in_threadpool(store.kql, query)
+        except Exception as exc:  # the caller wants the KQL error text, whatever its class
+            return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=400)
+        return Response(orjson.dumps({"rows": rows}, default=str), media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/dataCollectionRules/{dcr}/streams/{stream}", ingest, methods=["POST"]),
+            Route("/_sandbox/calls", calls, methods=["GET"]),
+            Route("/_sandbox/stats", stats, methods=["GET"]),
+            Route("/_sandbox/mode", mode, methods=["POST"]),
+            Route("/_sandbox/reset", reset, methods=["POST"]),
+            Route("/_sandbox/kql", kql, methods=["POST"]),
+        ]
+    )
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        # A "connection drop" needs the socket: uvicorn's h11 send() is bound to the request cycle,
+        # which holds the transport. Expose it to the handler through the scope.
+        if scope["type"] == "http":
+            cycle = getattr(send, "__self__", None)
+            scope["sandbox.transport"] = getattr(cycle, "transport", None)
+        await app(scope, receive, send)
+
+    return outer
+
+
+async def _stall(request: Request, seconds: float) -> bool:
+    """Wait `seconds`, or less if the client hangs up first (True then); a waiting task would
+    otherwise outlive the client and hold up the server's shutdown."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+        if await request.is_disconnected():
+            return True
+    return False
+
+
+def _gunzip(wire: bytes, limit: int) -> bytes:
+    """Decompress, refusing to inflate past the limit (a gzip bomb must not eat the test box)."""
+    d = zlib.decompressobj(wbits=31)
+    out = d.decompress(wire, limit + 1)
+    if len(out) > limit:
+        raise OverflowError
+    if not d.eof:
+        raise EOFError("truncated gzip stream")
+    return out
+
+
+def _fault_response(fault: Fault, dcr: str) -> Response:
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    if fault.status == 403:
+        return _error(403, "OperationFailed", FORBIDDEN_MESSAGE.format(dcr=dcr), headers)
+    if fault.status == 429:
+        return _error(429, "TooManyRequests", "Rate limit for the data collection rule exceeded.", headers)
+    codes = {408: "RequestTimeout", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
+    code = codes.get(fault.status, f"Status{fault.status}")
+    return _error(fault.status, code, f"scripted failure {fault.status}", headers)
+
+
+def _apply_mode(b: _Behaviour, data: dict[str, Any]) -> None:
+    with b.lock:
+        if data.get("clear_faults"):
+            b.faults.clear()
+        for item in data.get("faults", []):
+            b.faults.append(Fault.from_dict(item))
+        if "latency_ms" in data:
+            b.latency = float(data["latency_ms"]) / 1000.0
+        if "max_request_bytes" in data:
+            b.max_request_bytes = int(data["max_request_bytes"])
+        if "expected_token" in data:
+            b.expected_token = data["expected_token"]
+        if "seed" in data:
+            b.rng = random.Random(int(data["seed"]))
+
+
+def _reset(b: _Behaviour, store: RowStore, *, rows: bool) -> None:
+    with b.lock:
+        b.calls.clear()
+        b.faults.clear()
+        b.counter = 0
+        b.latency = 0.0
+        b.max_request_bytes = MAX_REQUEST_BYTES
+        b.rng = random.Random(b.seed)
+    if rows:
+        store.clear()
+
+
+def _stats(b: _Behaviour, store: RowStore) -> dict[str, Any]:
+    with b.lock:
+        statuses = Counter(str(c.status) for c in b.calls)
+        wire = sum(c.wire_bytes for c in b.calls)
+        raw = sum(c.raw_bytes for c in b.calls)
+        n = len(b.calls)
+        faults = [asdict(f) for f in b.faults]
+    dups = store.duplicates()
+    return {
+        "calls": n,
+        "statuses": dict(statuses),
+        "wire_bytes": wire,
+        "raw_bytes": raw,
+        "accepted_rows": store.accepted,
+        "duplicate_event_ids": len(dups),
+        "duplicate_rows": sum(v - 1 for v in dups.values()),
+        "faults": faults,
+        "store": store.kind,
+    }
+
+
+class IngestionStandIn:
+    """The stand-in in a background thread: `.endpoint` is ``https://127.0.0.1:<port>``."""
+
+    def __init__(
+        self,
+        certs: CertPaths | str | Path,
+        *,
+        expected_token: str | None = None,
+        dcr_immutable_id: str = DEFAULT_DCR_IMMUTABLE_ID,
+        stream_name: str = schema.DEFAULT_STREAM_NAME,
+        store: StoreKind = "duckdb",
+        db_path: str | Path | None = None,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        keep_bodies: bool = False,
+        seed: int = 0,
+        port: int = 0,
+    ) -> None:
+        self.certs = certs if isinstance(certs, CertPaths) else ensure_certs(certs)
+        self._b = _Behaviour(
+            expected_token=expected_token,
+            dcr_immutable_id=dcr_immutable_id,
+            stream_name=stream_name,
+            max_request_bytes=max_request_bytes,
+            keep_bodies=keep_bodies,
+            seed=seed,
+        )
+        self.store = RowStore(store, db_path=db_path)
+        self._server = ServerThread(
+            _build_app(self._b, self.store),
+            port=port,
+            ssl_keyfile=self.certs.server_key,
+            ssl_certfile=self.certs.server_chain,
+            name="ingestion-stand-in",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> IngestionStandIn:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> IngestionStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self._server.port}"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.certs.ca)
+
+    @property
+    def dcr_immutable_id(self) -> str:
+        return self._b.dcr_immutable_id
+
+    @property
+    def stream_name(self) -> str:
+        return self._b.stream_name
+
+    # -- steering --------------------------------------------------------------------------------
+    def set_expected_token(self, token: str | None) -> None:
+        with self._b.lock:
+            self._b.expected_token = token
+
+    def set_latency(self, milliseconds: float) -> None:
+        with self._b.lock:
+            self._b.latency = milliseconds / 1000.0
+
+    def set_max_request_bytes(self, limit: int) -> None:
+        with self._b.lock:
+            self._b.max_request_bytes = limit
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self._b.lock:
+            self._b.faults.append(fault)
+        return fault
+
+    def fail(
+        self,
+        status: int,
+        *,
+        times: int | None = 1,
+        on_call: int | None = None,
+        rate: float | None = None,
+        retry_after: str | float | None = None,
+    ) -> Fault:
+        ra = None if retry_after is None else str(retry_after)
+        return self.add_fault(Fault("status", status, ra, times=times, on_call=on_call, rate=rate))
+
+    def throttle(self, *, retry_after: str | float | None = "1", times: int | None = 1) -> Fault:
+        return self.fail(429, times=times, retry_after=retry_after)
+
+    def forbid(self, *, times: int | None = None) -> Fault:
+        """403 for the next `times` calls (None: until cleared), like a role still propagating."""
+        return self.fail(403, times=times)
+
+    def stall(self, seconds: float, *, times: int | None = 1, accept: bool = False) -> Fault:
+        return self.add_fault(Fault("stall", stall_seconds=seconds, times=times, accept=accept))
+
+    def drop(self, *, times: int | None = 1, on_call: int | None = None) -> Fault:
+        return self.add_fault(Fault("drop", times=times, on_call=on_call))
+
+    def clear_faults(self) -> None:
+        with self._b.lock:
+            self._b.faults.clear()
+
+    def reset(self, *, rows: bool = True) -> None:
+        """Forget calls and faults (and accepted rows unless rows=False); keep the token and ids."""
+        _reset(self._b, self.store, rows=rows)
+
+    # -- inspection ------------------------------------------------------------------------------
+    @property
+    def calls(self) -> list[Call]:
+        with self._b.lock:
+            return list(self._b.calls)
+
+    def stats(self) -> dict[str, Any]:
+        return _stats(self._b, self.store)
+
+    @property
+    def accepted_rows(self) -> int:
+        return self.store.accepted
+
+    def event_id_counts(self) -> dict[str, int]:
+        return self.store.event_id_counts()
+
+    def duplicates(self) -> dict[str, int]:
+        return self.store.duplicates()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.store.rows()
+
+    def kql(self, query: str) -> list[tuple[Any, ...]]:
+        return self.store.kql(query)
+
+
+class IngestionControl:
+    """Steer and inspect a stand-in running in another process, through `/_sandbox/` routes."""
+
+    def __init__(self, endpoint: str, *, ca_file: str | Path, timeout: float = 30.0) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=endpoint, verify=str(ca_file), timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> IngestionControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self._http.get("/_sandbox/calls").raise_for_status().json())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._http.get("/_sandbox/stats").raise_for_status().json())
+
+    def set_mode(self, **mode: Any) -> dict[str, Any]:
+        """e.g. set_mode(faults=[{"status": 429, "retry_after": 1}], latency_ms=30, clear_faults=True)."""
+        return dict(self._http.post("/_sandbox/mode", json=mode).raise_for_status().json())
+
+    def reset(self, *, rows: bool = True) -> dict[str, Any]:
+        return dict(self._http.post("/_sandbox/reset", json={"rows": rows}).raise_for_status().json())
+
+    def kql(self, query: str) -> list[list[Any]]:
+        response = self._http.post("/_sandbox/kql", json={"query": query})
+        if response.status_code == 400:
+            raise RuntimeError(response.json()["error"])
+        return list(response.raise_for_status().json()["rows"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the Logs Ingestion stand-in until interrupted")
+    parser.add_argument("--certs", required=True, help="folder for ca.pem and the server certificate")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=None, help="expected bearer (default: any bearer)")
+    parser.add_argument("--dcr", default=DEFAULT_DCR_IMMUTABLE_ID)
+    parser.add_argument("--stream", default=schema.DEFAULT_STREAM_NAME)
+    parser.add_argument("--store", choices=["duckdb", "count"], default="duckdb")
+    parser.add_argument("--db", default=None, help="DuckDB file to persist accepted rows")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    stand_in = IngestionStandIn(
+        args.certs,
+        expected_token=args.token,
+        dcr_immutable_id=args.dcr,
+        stream_name=args.stream,
+        store=args.store,
+        db_path=args.db,
+        port=args.port,
+    )
+    with stand_in:
+        stand_in.set_latency(args.latency_ms)
+        print(f"endpoint={stand_in.endpoint} ca={stand_in.ca_file}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
