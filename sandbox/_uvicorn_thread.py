@@ -67,7 +67,9 @@ class ServerThread:
         )
         server = uvicorn.Server(config)
         self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True
+        )
         self._thread.start()
         end = time.monotonic() + timeout
         while not server.started:

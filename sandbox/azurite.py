@@ -45,7 +45,9 @@ def ensure_installed(*, root: Path = REPO_ROOT, timeout: float = 300.0) -> None:
     try:
         done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise AzuriteUnavailable(f"`{' '.join(cmd[1:])}` timed out after {timeout:.0f} s (registry unreachable?)") from exc
+        raise AzuriteUnavailable(
+            f"`{' '.join(cmd[1:])}` timed out after {timeout:.0f} s (registry unreachable?)"
+        ) from exc
     if done.returncode != 0 or not azurite_bin("table", root=root).exists():
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise AzuriteUnavailable(f"npm could not install azurite@{AZURITE_VERSION}: {last[0]}")

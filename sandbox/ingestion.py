@@ -28,7 +28,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -256,7 +256,9 @@ class RowStore:
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     all_headers = {"x-ms-error-code": code}
     all_headers.update(headers or {})
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=all_headers)
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=all_headers
+    )
 
 
 class _Behaviour:
@@ -366,14 +368,18 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
             else:
                 return answer(_fault_response(fault, dcr))
         if request.query_params.get("api-version") is None:
-            return answer(_error(400, "MissingApiVersionParameter", "The api-version query parameter is required."))
+            return answer(
+                _error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
+            )
         if dcr != b.dcr_immutable_id:
             return answer(
                 _error(404, "NotFound", f"Data collection rule with immutable Id '{dcr}' not found.")
             )
         if stream != b.stream_name:
             return answer(
-                _error(404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule.")
+                _error(
+                    404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule."
+                )
             )
         limit = b.max_request_bytes
         too_large = f"ContentLengthLimitExceeded: Maximum allowed content length: {limit} bytes."

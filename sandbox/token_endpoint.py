@@ -66,7 +66,9 @@ class _State:
 def _build_app(state: _State) -> Starlette:
     async def token(request: Request) -> JSONResponse:
         q = request.query_params
-        header_ok = secrets.compare_digest(request.headers.get("x-identity-header", ""), state.identity_header)
+        header_ok = secrets.compare_digest(
+            request.headers.get("x-identity-header", ""), state.identity_header
+        )
         status, body = _answer(state, q, header_ok, request.headers.get("metadata"))
         with state.lock:
             state.requests.append(

@@ -3,6 +3,7 @@ reordered, and a row too large for any request comes out on its own as Oversize.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -59,7 +60,7 @@ def test_bodies_within_limit_and_order_preserved(rows: list[dict[str, Any]], lim
 def test_batches_are_greedy(rows: list[dict[str, Any]], limit: int) -> None:
     """A batch is closed only because the next row would not fit (no needlessly small requests)."""
     items = list(pack(rows, max_body_bytes=limit))
-    for item, following in zip(items, items[1:], strict=False):
+    for item, following in itertools.pairwise(items):
         if isinstance(item, Batch) and isinstance(following, Batch):
             first_next = orjson.dumps(following.rows[0]) if _plain(following.rows[0]) else None
             if first_next is not None:
@@ -89,7 +90,10 @@ def test_oversize_row_is_yielded_in_place() -> None:
     items = list(pack([small, big, small], max_body_bytes=1000))
     assert isinstance(items[0], Batch) and items[0].rows == [small]
     assert isinstance(items[1], Oversize) and items[1].index == 1
-    assert items[1].reason == f"record is {len(orjson.dumps(big)) + 2:,} bytes, over the 1,000-byte request limit"
+    assert (
+        items[1].reason
+        == f"record is {len(orjson.dumps(big)) + 2:,} bytes, over the 1,000-byte request limit"
+    )
     assert isinstance(items[2], Batch) and items[2].rows == [small]
 
 
@@ -117,7 +121,10 @@ def test_rejects_impossible_limit() -> None:
 
 
 def test_overhead_per_row_is_small() -> None:
-    rows = [{"EventId": f"{i:032x}-0", "metadata": {"n": i, "s": "x" * 100}, "timestamp": i} for i in range(50_000)]
+    rows = [
+        {"EventId": f"{i:032x}-0", "metadata": {"n": i, "s": "x" * 100}, "timestamp": i}
+        for i in range(50_000)
+    ]
     start = time.perf_counter()
     for r in rows:
         orjson.dumps(r)
