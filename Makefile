@@ -1,0 +1,41 @@
+# One-command entry points. Each target sets up what it needs (virtualenv, npm packages) itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup test lint demo bench package clean
+
+help:
+	@echo "make demo     run the connector end to end on the local sandbox"
+	@echo "make test     run the test suite"
+	@echo "make bench    run the benchmark"
+	@echo "make lint     ruff + mypy"
+	@echo "make package  build the function zip and its sha256"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 (with npm) and retry"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error || { echo "npm could not install the pinned packages (is the npm registry reachable?)"; exit 1; }
+	@touch node_modules/.installed
+
+setup: $(STAMP) node_modules/.installed
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+package: $(STAMP)
+	$(PY) -m deploy.package
+
+clean:
+	rm -rf $(VENV) node_modules .sandbox dist

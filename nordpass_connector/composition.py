@@ -1,0 +1,172 @@
+"""The composition root: the only place that turns settings into real clients and adapters.
+
+`run_timer_tick` (the Functions timer) and `python -m nordpass_connector run --once` both go through
+`run_from_environment`, so the command line exercises exactly the timer's code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from .checkpoint import TableCheckpointStore, build_table_client
+from .clock import Clock, SystemClock
+from .cursor import WindowPolicy
+from .errors import ConnectorError
+from .nordpass import NordPassClient
+from .pipeline import Connector, RunFailed, RunOptions, run_once
+from .reader import ConcurrencyLimit, WindowReader
+from .report import RunReport
+from .retry import Retrier, RetryLog, RetryPolicy
+from .settings import Settings, load_settings
+from .sink import IngestionSink, build_logs_client
+
+log = logging.getLogger("nordpass_connector")
+
+# Loggers that are chatty at INFO or, at DEBUG, able to print request details. Our own logs never
+# carry secrets; these are held at WARNING so that a verbose host setting cannot make them.
+_QUIET_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+    "azure.monitor.ingestion",
+    "azure.data.tables",
+    "httpx",
+    "httpcore",
+    "msal",
+    "urllib3",
+)
+
+
+def quiet_third_party_loggers() -> None:
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def running_with_managed_identity(environ: Mapping[str, str]) -> bool:
+    """True on Azure Functions / App Service (and in the sandbox, which stands in for it)."""
+    return bool(environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"))
+
+
+def build_credential(settings: Settings, environ: Mapping[str, str], *, client_id: str | None = None) -> TokenCredential:
+    wanted = client_id or settings.azure_client_id
+    if running_with_managed_identity(environ):
+        # Not DefaultAzureCredential in Azure: a stray AZURE_CLIENT_SECRET would silently win over
+        # the managed identity. ManagedIdentityCredential does not read AZURE_CLIENT_ID on App
+        # Service, so the user-assigned identity is passed explicitly.
+        return ManagedIdentityCredential(client_id=wanted) if wanted else ManagedIdentityCredential()
+    return DefaultAzureCredential(
+        managed_identity_client_id=wanted, exclude_interactive_browser_credential=True
+    )
+
+
+@contextmanager
+def build_connector(
+    settings: Settings, environ: Mapping[str, str], *, clock: Clock | None = None
+) -> Iterator[Connector]:
+    clock = clock or SystemClock()
+    retry_log = RetryLog()
+    retrier = Retrier(RetryPolicy(), clock, retry_log)
+    with ExitStack() as stack:
+        credential = build_credential(settings, environ)
+        source = NordPassClient(
+            endpoint_url=settings.nordpass_endpoint_url,
+            token=settings.nordpass_token.get_secret_value(),
+            per_page=settings.page_size,
+            retrier=retrier,
+            clock=clock,
+            max_connections=settings.fetch_concurrency + 2,
+        )
+        stack.callback(source.close)
+        logs_client = build_logs_client(settings.data_collection_endpoint, credential)
+        stack.callback(logs_client.close)
+        sink = IngestionSink(
+            client=logs_client,
+            rule_id=settings.dcr_immutable_id,
+            stream_name=settings.dcr_stream_name,
+            retrier=retrier,
+        )
+        table_credential = None
+        if settings.storage.connection_string is None:
+            table_credential = build_credential(settings, environ, client_id=settings.storage.client_id)
+        store = TableCheckpointStore(
+            build_table_client(
+                table_name=settings.checkpoint_table,
+                connection_string=(
+                    settings.storage.connection_string.get_secret_value()
+                    if settings.storage.connection_string
+                    else None
+                ),
+                table_service_uri=settings.storage.table_service_uri,
+                credential=table_credential,
+            ),
+            instance=settings.instance,
+        )
+        pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
+        prefetcher = stack.enter_context(ThreadPoolExecutor(1, "nordpass-window"))
+        reader = WindowReader(
+            source=source,
+            executor=pages,
+            clock=clock,
+            per_page=settings.page_size,
+            max_window_events=settings.max_window_events,
+            limit=ConcurrencyLimit(settings.fetch_concurrency),
+            retry_log=retry_log,
+        )
+        yield Connector(
+            reader=reader,
+            sink=sink,
+            store=store,
+            clock=clock,
+            retry_log=retry_log,
+            options=options_from(settings),
+            prefetcher=prefetcher,
+        )
+
+
+def options_from(settings: Settings) -> RunOptions:
+    return RunOptions(
+        backfill_days=settings.backfill_days,
+        run_budget_seconds=settings.run_budget_seconds,
+        lease_seconds=settings.lease_seconds,
+        window_policy=WindowPolicy(
+            lookback_seconds=settings.lookback_seconds,
+            safety_delay_seconds=settings.safety_delay_seconds,
+        ),
+        max_window_events=settings.max_window_events,
+    )
+
+
+def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: Any) -> RunReport:
+    """One run with settings from `environ` (default: the process environment).
+
+    Raises ConfigurationError before anything is contacted when settings are wrong, and RunFailed
+    (carrying the partial report) when the run did not finish its work.
+    """
+    environ = os.environ if environ is None else environ
+    quiet_third_party_loggers()
+    settings = load_settings(environ)
+    with build_connector(settings, environ, **overrides) as connector:
+        return run_once(connector)
+
+
+def run_timer_tick(*, past_due: bool = False) -> None:
+    """The timer's whole job. A failed run raises, so the Functions host records a failure."""
+    if past_due:
+        # Normal after downtime or a long run: the checkpoint, not the schedule, defines the work.
+        log.info("timer is past due; continuing from the checkpoint")
+    try:
+        report = run_from_environment()
+    except RunFailed as failure:
+        log.error("nordpass run failed: %s", failure.report.to_json())
+        raise
+    except ConnectorError as error:
+        log.error("nordpass run failed: %s", error.describe())
+        raise
+    log.info("nordpass run: %s", report.to_json())
