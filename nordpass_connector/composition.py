@@ -68,11 +68,15 @@ def build_credential(settings: Settings, environ: Mapping[str, str], *, client_i
 
 @contextmanager
 def build_connector(
-    settings: Settings, environ: Mapping[str, str], *, clock: Clock | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    clock: Clock | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Iterator[Connector]:
     clock = clock or SystemClock()
     retry_log = RetryLog()
-    retrier = Retrier(RetryPolicy(), clock, retry_log)
+    retrier = Retrier(retry_policy or RetryPolicy(), clock, retry_log)
     with ExitStack() as stack:
         credential = build_credential(settings, environ)
         source = NordPassClient(
