@@ -1,0 +1,395 @@
+"""`LogSink` on the Azure Monitor Logs Ingestion API (`azure-monitor-ingestion`).
+
+Each batch body (built and serialised once by `batching.pack`) is gzipped and sent as one request
+through `LogsIngestionClient.upload` with an IO stream: the SDK then neither re-serialises nor
+re-chunks it. The outcome per batch is Vector's: rows end up delivered, rejected (with a reason, for
+the dead-letter table) or, when a transient failure outlasts our retries, the delivery carries an
+error and the pipeline stops the run.
+
+Status policy (see `azure-platform-facts.md`):
+  204 delivered - 400 (and other 4xx) rejected, never retried - 401 one retry, then SinkAuthError -
+  403 a few attempts (role propagation), then SinkAuthError - 404 SinkConfigError - 413 split in
+  halves and resend; a single row that still gets 413 is rejected - 408/429/5xx, timeouts and dropped
+  connections retried with jittered backoff, honouring Retry-After, inside the run's deadline.
+
+Logs carry status, error code and request ids (x-ms-client-request-id, x-ms-request-id) only:
+never bodies, row contents or bearer tokens.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.monitor.ingestion import LogsIngestionClient
+
+from . import USER_AGENT
+from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
+from .errors import SinkAuthError, SinkConfigError, SinkError, SinkUnavailable
+from .ports import Batch, Delivery
+from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+CLIENT_REQUEST_ID = "x-ms-client-request-id"
+SERVICE_REQUEST_ID = "x-ms-request-id"
+PROPAGATION_NOTE = (
+    "the managed identity lacks 'Monitoring Metrics Publisher' on the data collection rule, or the role "
+    "assignment has not propagated yet (this can take up to 30 minutes after deployment)"
+)
+
+
+def build_logs_client(
+    endpoint: str,
+    credential: TokenCredential,
+    *,
+    connection_verify: str | bool | None = None,
+    connection_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+) -> LogsIngestionClient:
+    """A `LogsIngestionClient` configured for this connector.
+
+    - Timeouts are explicit: the SDK default is 300 s each, and a stalled call would eat the run.
+    - azure-core's own retries are off (`retry_total=0`): `IngestionSink` retries every transient
+      case itself, with jitter and inside the run's deadline. azure-core would otherwise retry on top
+      (multiplying attempts), skip 408/502/429-without-Retry-After/connection errors, and wait for any
+      Retry-After with no cap at all.
+    - The HTTP logging policy is turned down to WARNING: at INFO it logs every request's headers.
+    """
+    if not endpoint.lower().startswith("https://"):
+        raise SinkConfigError("the data collection endpoint must be an https:// URL")
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+    kwargs: dict[str, Any] = {
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+        "retry_total": 0,
+        "user_agent": USER_AGENT,
+    }
+    if connection_verify is not None:
+        kwargs["connection_verify"] = connection_verify
+    return LogsIngestionClient(endpoint, credential, **kwargs)
+
+
+@dataclass(frozen=True)
+class _Ok:
+    pass
+
+
+@dataclass(frozen=True)
+class _TooLarge:
+    pass
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: SinkError
+
+
+_Outcome = _Ok | _TooLarge | _Rejected | _Failed
+
+
+def _header(exc: HttpResponseError, name: str) -> str | None:
+    headers = getattr(exc.response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get(name)
+    return str(value) if value is not None else None
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    """The service's error code (never its message: a 400 message may quote the payload)."""
+    code = _header(exc, "x-ms-error-code")
+    if code:
+        return code
+    error = getattr(exc, "error", None)
+    found = getattr(error, "code", None)
+    return str(found) if found else "no error code"
+
+
+def _request_ids(exc: Exception, client_request_id: str) -> str:
+    service_id = _header(exc, SERVICE_REQUEST_ID) if isinstance(exc, HttpResponseError) else None
+    return f"client_request_id={client_request_id} request_id={service_id or '-'}"
+
+
+class IngestionSink:
+    """Sends `Batch`es to one DCR stream. `send` never raises for a delivery problem: it returns
+    a `Delivery` whose `error` is SinkAuthError, SinkConfigError or SinkUnavailable."""
+
+    def __init__(
+        self,
+        client: LogsIngestionClient,
+        *,
+        rule_id: str,
+        stream_name: str,
+        retrier: Retrier,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        gzip_level: int = 1,
+        request_timeout: float = 30.0,
+        connection_timeout: float = 10.0,
+        forbidden_attempts: int = 3,
+    ) -> None:
+        self._client = client
+        self._rule_id = rule_id
+        self._stream = stream_name
+        self._retrier = retrier
+        self.max_body_bytes = max_body_bytes
+        # Level 1: JSON compresses ~10x even at the fastest level; higher levels cost CPU per row
+        # for a few percent fewer bytes, and the 1 MB limit is already met by the raw body.
+        self._gzip_level = gzip_level
+        self._request_timeout = request_timeout
+        self._connection_timeout = connection_timeout
+        self._forbidden_attempts = max(1, forbidden_attempts)
+
+    # -- LogSink ---------------------------------------------------------------------------------
+    def send(self, batch: Batch, *, deadline: Deadline) -> Delivery:
+        delivery = Delivery()
+        if batch.rows:
+            self._send_part(batch.rows, range(len(batch.rows)), batch.body, delivery, deadline)
+        return delivery
+
+    # -- internals -------------------------------------------------------------------------------
+    def _send_part(
+        self,
+        rows: Sequence[dict[str, Any]],
+        indices: Sequence[int],
+        body: bytes,
+        delivery: Delivery,
+        deadline: Deadline,
+    ) -> bool:
+        """Deliver `rows` (at `indices` of the batch); False once an error stops the batch."""
+        if len(body) > self.max_body_bytes:
+            # Not sent at all: Azure would answer 413 anyway.
+            return self._split(rows, indices, body, delivery, deadline, status=None)
+        outcome = self._post(self._encode(body), delivery, deadline)
+        if isinstance(outcome, _Ok):
+            delivery.delivered.extend(indices)
+            return True
+        if isinstance(outcome, _Rejected):
+            delivery.rejected.extend((i, outcome.reason) for i in indices)
+            return True
+        if isinstance(outcome, _TooLarge):
+            return self._split(rows, indices, body, delivery, deadline, status=413)
+        delivery.error = outcome.error
+        return False
+
+    def _split(
+        self,
+        rows: Sequence[dict[str, Any]],
+        indices: Sequence[int],
+        body: bytes,
+        delivery: Delivery,
+        deadline: Deadline,
+        *,
+        status: int | None,
+    ) -> bool:
+        if len(rows) == 1:
+            if len(body) > self.max_body_bytes:
+                reason = oversize_reason(len(body), self.max_body_bytes)
+            else:
+                reason = (
+                    f"record is {len(body):,} bytes and the Logs Ingestion API refused it as too large (413)"
+                )
+            delivery.rejected.append((indices[0], reason))
+            return True
+        # Halves keep order, so "delivered up to the first failure" stays meaningful. Re-serialising
+        # here is fine: a 413 on a body we sized ourselves is rare.
+        mid = len(rows) // 2
+        for part_rows, part_indices in ((rows[:mid], indices[:mid]), (rows[mid:], indices[mid:])):
+            if not self._send_part(part_rows, part_indices, body_of(part_rows), delivery, deadline):
+                return False
+        return True
+
+    def _encode(self, body: bytes) -> bytes:
+        """Gzip the body; keep it raw in the rare case gzip makes it bigger than the limit."""
+        compressed = gzip.compress(body, compresslevel=self._gzip_level, mtime=0)
+        return compressed if len(compressed) <= self.max_body_bytes else body
+
+    def _post(self, wire: bytes, delivery: Delivery, deadline: Deadline) -> _Outcome:
+        client_request_id = str(uuid.uuid4())  # one id across our retries, as the SDK does for its own
+        attempt = 0
+        unauthorized = 0
+        forbidden = 0
+        while True:
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                return _Failed(
+                    SinkUnavailable("the run's time budget ran out before the batch was acknowledged")
+                )
+            attempt += 1
+            delivery.requests += 1
+            delivery.bytes_sent += len(wire)
+            try:
+                self._client.upload(
+                    self._rule_id,
+                    self._stream,
+                    io.BytesIO(wire),
+                    request_id=client_request_id,
+                    connection_timeout=max(0.1, min(self._connection_timeout, remaining)),
+                    read_timeout=max(0.1, min(self._request_timeout, remaining)),
+                )
+                return _Ok()
+            except HttpResponseError as exc:
+                if exc.response is None:
+                    # Raised before any HTTP exchange: the credential could not produce a token.
+                    log.warning(
+                        "ingestion: no token (%s) %s",
+                        type(exc).__name__,
+                        f"client_request_id={client_request_id}",
+                    )
+                    return _Failed(
+                        SinkAuthError(
+                            f"could not get a token for the Logs Ingestion API ({type(exc).__name__}); "
+                            "check the managed identity (AZURE_CLIENT_ID for a user-assigned one)"
+                        )
+                    )
+                status = exc.status_code or 0
+                code = _error_code(exc)
+                ids = _request_ids(exc, client_request_id)
+                log.warning("ingestion attempt %d failed: HTTP %d (%s) %s", attempt, status, code, ids)
+                verdict = classify_status(status)
+                if verdict is Verdict.TOO_LARGE:
+                    return _TooLarge()
+                if verdict is Verdict.NOT_FOUND:
+                    return _Failed(
+                        SinkConfigError(
+                            f"the Logs Ingestion API answered 404 ({code}) for DCR immutable id "
+                            f"{self._rule_id!r} and stream {self._stream!r}: the endpoint, DCR id or stream "
+                            "name is wrong"
+                        )
+                    )
+                if verdict is Verdict.REJECT:
+                    return _Rejected(f"rejected by the Logs Ingestion API: HTTP {status} ({code})")
+                if verdict is Verdict.AUTH and status == 401:
+                    unauthorized += 1
+                    # The bearer policy dropped its cached token on the 401: one more try fetches a new one.
+                    if unauthorized <= 1:
+                        self._retrier.log.record("ingestion:401")
+                        continue
+                    return _Failed(
+                        SinkAuthError(
+                            f"the Logs Ingestion API rejected the token twice (401, {code}); check that the "
+                            "token audience is https://monitor.azure.com and the identity exists"
+                        )
+                    )
+                if verdict is Verdict.AUTH:
+                    forbidden += 1
+                    if forbidden < self._forbidden_attempts and self._retrier.pause(
+                        attempt, cause="ingestion:403", deadline=deadline
+                    ):
+                        continue
+                    return _Failed(
+                        SinkAuthError(
+                            f"ingestion into DCR {self._rule_id!r} stream {self._stream!r} was refused with "
+                            f"403 ({code}) on {forbidden} attempt(s): {PROPAGATION_NOTE}"
+                        )
+                    )
+                retry_after = self._retry_after(exc)
+                cause = (
+                    "ingestion:429"
+                    if status == 429
+                    else "ingestion:timeout"
+                    if status == 408
+                    else "ingestion:5xx"
+                )
+                if self._retrier.pause(attempt, cause=cause, deadline=deadline, retry_after=retry_after):
+                    continue
+                return _Failed(
+                    SinkUnavailable(
+                        f"the Logs Ingestion API kept failing (last: HTTP {status}, {code}) after {attempt} attempt(s)"
+                    )
+                )
+            except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
+                cause, what = "ingestion:timeout", "timed out"
+                log.warning(
+                    "ingestion attempt %d %s (%s) %s",
+                    attempt,
+                    what,
+                    type(exc).__name__,
+                    _request_ids(exc, client_request_id),
+                )
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                cause, what = "ingestion:connection", "lost the connection"
+                log.warning(
+                    "ingestion attempt %d %s (%s) %s",
+                    attempt,
+                    what,
+                    type(exc).__name__,
+                    _request_ids(exc, client_request_id),
+                )
+            if not self._retrier.pause(attempt, cause=cause, deadline=deadline):
+                return _Failed(SinkUnavailable(f"the Logs Ingestion API {what} after {attempt} attempt(s)"))
+
+    def _retry_after(self, exc: HttpResponseError) -> float | None:
+        for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+            value = _header(exc, name)
+            if value is not None:
+                try:
+                    return max(0.0, float(value) / 1000.0)
+                except ValueError:
+                    pass
+        return parse_retry_after(_header(exc, "Retry-After"), now=self._retrier.clock.now())
+
+
+def check_upload(
+    client: LogsIngestionClient, *, rule_id: str, stream_name: str, timeout: float = 10.0
+) -> str:
+    """Health check: POST `[]` to the stream (nothing is ingested). Returns the client request id.
+
+    Surfaces at once what a real upload would hit: SinkAuthError (401, or 403 during role
+    propagation), SinkConfigError (404: endpoint, DCR id or stream), SinkUnavailable (anything else).
+    """
+    client_request_id = str(uuid.uuid4())
+    try:
+        client.upload(
+            rule_id,
+            stream_name,
+            io.BytesIO(b"[]"),
+            request_id=client_request_id,
+            connection_timeout=timeout,
+            read_timeout=timeout,
+        )
+    except HttpResponseError as exc:
+        if exc.response is None:
+            raise SinkAuthError(
+                f"could not get a token for the Logs Ingestion API ({type(exc).__name__})"
+            ) from None
+        status = exc.status_code or 0
+        code = _error_code(exc)
+        ids = _request_ids(exc, client_request_id)
+        log.warning("ingestion health check failed: HTTP %d (%s) %s", status, code, ids)
+        if status == 401:
+            raise SinkAuthError(f"the Logs Ingestion API rejected the token (401, {code})") from None
+        if status == 403:
+            raise SinkAuthError(
+                f"the Logs Ingestion API refused the upload (403, {code}): {PROPAGATION_NOTE}"
+            ) from None
+        if status == 404:
+            raise SinkConfigError(
+                f"the Logs Ingestion API answered 404 ({code}) for DCR immutable id {rule_id!r} and stream "
+                f"{stream_name!r}"
+            ) from None
+        raise SinkUnavailable(
+            f"the Logs Ingestion API answered HTTP {status} ({code}) to the health check"
+        ) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        log.warning("ingestion health check: %s client_request_id=%s", type(exc).__name__, client_request_id)
+        raise SinkUnavailable(f"the Logs Ingestion API could not be reached ({type(exc).__name__})") from None
+    return client_request_id
