@@ -1,0 +1,125 @@
+"""Run rule and workbook KQL on local rows with duckdb-kql, as close to Log Analytics as it gets.
+
+What Log Analytics does that a local table does not, and how this module stands in for it:
+
+* `ingestion_time()` (the hidden ingestion timestamp) has no duckdb-kql mapping. Every row here
+  carries an explicit `_IngestionTime` column and `executable_form()` rewrites the call to that
+  column; nothing else in the query text changes.
+* The platform replaces a TimeGenerated older than two days with the receive time.
+  `platform_time_generated()` applies the same rule when rows are loaded.
+
+Rows come from the connector's own mapping (`mapping.prepare` + `mapping.to_row`), so the tests
+exercise the same column contract the function app writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb_kql
+
+from nordpass_connector import mapping
+from nordpass_connector.schema import COLUMNS, TABLE_NAME
+
+INGESTION_COLUMN = "_IngestionTime"
+# Log Analytics rewrites TimeGenerated values older than this to the time the row was received.
+TIME_GENERATED_MAX_AGE = timedelta(days=2)
+
+_SQL_TYPES = {"string": "VARCHAR", "long": "BIGINT", "datetime": "TIMESTAMP", "dynamic": "JSON"}
+_INGESTION_CALL = re.compile(r"\bingestion_time\(\s*\)")
+
+
+@dataclass(frozen=True)
+class LoadedRow:
+    """One table row as the platform would store it, plus when it was ingested."""
+
+    row: dict[str, Any]
+    ingested_at: datetime
+
+
+def utcnow() -> datetime:
+    """Naive UTC `now`, the form duckdb's TIMESTAMP and duckdb-kql's `ago()` compare against."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_epoch(moment: datetime) -> int:
+    return int(moment.replace(tzinfo=UTC).timestamp())
+
+
+def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Map raw events to rows exactly as the connector does, numbering identical events."""
+    seen: Counter[bytes] = Counter()
+    rows: list[dict[str, Any]] = []
+    for raw in events:
+        prepared = mapping.prepare(raw)
+        if not isinstance(prepared, mapping.PreparedEvent):
+            raise ValueError(f"test event is malformed: {prepared.reason}")
+        rows.append(mapping.to_row(prepared, seen[prepared.digest]))
+        seen[prepared.digest] += 1
+    return rows
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+
+
+def platform_time_generated(event_time: datetime, ingested_at: datetime) -> datetime:
+    if ingested_at - event_time > TIME_GENERATED_MAX_AGE:
+        return ingested_at
+    return event_time
+
+
+def ingest(rows: Iterable[dict[str, Any]], *, at: datetime) -> list[LoadedRow]:
+    """Rows as stored after an ingestion at `at` (TimeGenerated rewritten like the platform does)."""
+    out = []
+    for row in rows:
+        stored = dict(row)
+        stored["TimeGenerated"] = platform_time_generated(_parse_time(row["EventTime"]), at)
+        stored["EventTime"] = _parse_time(row["EventTime"])
+        out.append(LoadedRow(stored, at))
+    return out
+
+
+def executable_form(query: str) -> str:
+    """The query duckdb-kql can run: `ingestion_time()` becomes the explicit ingestion column."""
+    return _INGESTION_CALL.sub(INGESTION_COLUMN, query)
+
+
+def connect(loaded: Sequence[LoadedRow]) -> Any:
+    con = duckdb_kql.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    columns = [f'"{c.name}" {_SQL_TYPES[c.type]}' for c in COLUMNS]
+    columns.append(f'"{INGESTION_COLUMN}" TIMESTAMP')
+    con.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(columns)})")
+    names = [c.name for c in COLUMNS]
+    placeholders = ", ".join("?" for _ in range(len(names) + 1))
+    values = []
+    for item in loaded:
+        record = []
+        for column in COLUMNS:
+            value = item.row.get(column.name)
+            if column.type == "dynamic" and value is not None:
+                value = json.dumps(value)
+            record.append(value)
+        record.append(item.ingested_at)
+        values.append(record)
+    if values:
+        con.executemany(f"INSERT INTO {TABLE_NAME} VALUES ({placeholders})", values)
+    return con
+
+
+def run(query: str, loaded: Sequence[LoadedRow]) -> list[dict[str, Any]]:
+    """Execute the executable form of `query` over `loaded`; result rows as dicts."""
+    con = connect(loaded)
+    try:
+        relation = duckdb_kql.query(con, executable_form(query))
+        names = [d[0] for d in relation.description]
+        return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+    finally:
+        con.close()

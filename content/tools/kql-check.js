@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// Semantic check of KQL queries with the real Kusto parser/analyzer (@kusto/language-service-next).
+//
+// Input (stdin, JSON):
+//   {"database": "db",                                  // optional
+//    "tables": [{"name": "NordPassEventLogs_CL", "schema": "(TimeGenerated:datetime, ...)"}],
+//    "queries": [{"id": "rules/x.yaml", "text": "NordPassEventLogs_CL | ..."}]}
+// Output (stdout, JSON): [{"id", "diagnostics": [{"severity", "code", "message", "start", "length"}],
+//                          "columns": [{"name", "type"}] | null}]
+// Exit code: 0 when no query has an Error diagnostic, 1 otherwise, 2 on bad input or a missing package.
+//
+// All queries go through one process because loading the Bridge.NET runtime costs far more than
+// analysing a query; the Python side batches everything it finds into one call.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+
+function loadKusto() {
+  // Resolve from the repository root (two levels up), where package.json pins the version, so the
+  // script works from any working directory.
+  const root = path.resolve(__dirname, "..", "..");
+  const resolveOpts = { paths: [process.env.KUSTO_LS_ROOT || root] };
+  let bridgePath;
+  let kustoPath;
+  try {
+    bridgePath = require.resolve("@kusto/language-service-next/bridge.min.js", resolveOpts);
+    kustoPath = require.resolve("@kusto/language-service-next/Kusto.Language.Bridge.min.js", resolveOpts);
+  } catch (err) {
+    process.stderr.write(
+      "@kusto/language-service-next is not installed; run `npm ci` in the repository root\n"
+    );
+    process.exit(2);
+  }
+  // Order matters: bridge.min.js defines the global `Bridge` that the Kusto bundle extends.
+  require(bridgePath);
+  require(kustoPath);
+  return global.Kusto.Language;
+}
+
+function readInput() {
+  const raw = fs.readFileSync(0, "utf8");
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    process.stderr.write(`input is not JSON: ${err.message}\n`);
+    process.exit(2);
+  }
+  return null;
+}
+
+function main() {
+  const input = readInput();
+  if (!input || !Array.isArray(input.tables) || !Array.isArray(input.queries)) {
+    process.stderr.write("input needs `tables` and `queries` arrays\n");
+    process.exit(2);
+  }
+  const K = loadKusto();
+  const tables = input.tables.map((t) => new K.Symbols.TableSymbol.$ctor7(t.name, t.schema, t.description || ""));
+  const db = new K.Symbols.DatabaseSymbol.ctor(input.database || "db", tables);
+  const globals = K.GlobalState.Default.WithDatabase(db);
+
+  let failed = false;
+  const results = input.queries.map((q) => {
+    const code = K.KustoCode.ParseAndAnalyze(q.text, globals);
+    const diagnostics = Bridge.toArray(code.GetDiagnostics()).map((d) => ({
+      severity: String(d.Severity),
+      code: String(d.Code),
+      message: String(d.Message),
+      start: d.Start,
+      length: d.Length,
+    }));
+    if (diagnostics.some((d) => d.severity === "Error")) failed = true;
+    const rt = code.ResultType;
+    const columns =
+      rt && rt.Columns ? Bridge.toArray(rt.Columns).map((c) => ({ name: c.Name, type: c.Type.Name })) : null;
+    return { id: q.id, diagnostics, columns };
+  });
+  process.stdout.write(JSON.stringify(results));
+  process.exit(failed ? 1 : 0);
+}
+
+main();
