@@ -1,0 +1,221 @@
+"""NordPass Activity API adapter: one page of a closed window per call, on httpx.
+
+Implements `ports.ActivitySource`. Every outcome ends in a page or in one of the connector's own
+errors, never in an httpx exception:
+
+- 401/403            -> SourceAuthError at once (retrying a revoked token only burns the rate limit);
+- 429, 408, 5xx,
+  timeouts, resets   -> retried with jittered backoff (``Retry-After`` honoured), within the deadline;
+- 200 that is not a page (not JSON, wrong shape) -> retried twice, then SourceProtocolError;
+- other statuses     -> SourceProtocolError (the request or the URL is wrong; retrying cannot help);
+- retries exhausted  -> SourceUnavailable.
+
+Messages name the host, the status or cause and the page number only. The token, the headers and
+the response bodies never reach an exception or a log line: a body may hold event data, and the
+token is a long-lived secret.
+
+One `httpx.Client` serves every thread: its connection pool is thread-safe, and the reader fetches
+pages of a window concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from types import TracebackType
+from typing import Final
+
+import httpx
+import orjson
+from pydantic import ValidationError
+
+from . import USER_AGENT
+from .clock import Clock
+from .errors import ConfigurationError, SourceAuthError, SourceProtocolError, SourceUnavailable
+from .models import ActivityPage
+from .ports import Page, Window
+from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=30.0)
+DEFAULT_MAX_CONNECTIONS: Final = 32
+# A 200 that is not a page is most likely a proxy or maintenance page: worth a retry or two, not
+# the full retry budget.
+PROTOCOL_RETRIES: Final = 2
+
+CAUSE_RATE_LIMITED: Final = "nordpass:429"
+CAUSE_SERVER: Final = "nordpass:5xx"
+CAUSE_REQUEST_TIMEOUT: Final = "nordpass:408"
+CAUSE_TIMEOUT: Final = "nordpass:timeout"
+CAUSE_CONNECTION: Final = "nordpass:connection"
+CAUSE_PROTOCOL: Final = "nordpass:protocol"
+
+
+class NordPassClient:
+    """`ActivitySource` over the NordPass Activity API (POST, raw token, 1-based pages)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        token: str,
+        per_page: int = 100,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        retrier: Retrier,
+        clock: Clock,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        protocol_retries: int = PROTOCOL_RETRIES,
+    ) -> None:
+        url = httpx.URL(endpoint_url)
+        problems = []
+        if url.scheme not in ("http", "https") or not url.host:
+            problems.append("NORDPASS_ENDPOINT_URL must be an http(s) URL with a host")
+        # httpx would put an unsendable header value into its exception text: refuse it here,
+        # without echoing it.
+        if not token or not token.isascii() or any(ch <= " " or ch == "\x7f" for ch in token):
+            problems.append("NORDPASS_TOKEN is empty or contains spaces, control or non-ASCII characters")
+        if per_page < 1:
+            problems.append("the page size must be at least 1")
+        if problems:
+            raise ConfigurationError(problems)
+
+        self.endpoint_url = endpoint_url
+        self.host = url.host if url.port is None else f"{url.host}:{url.port}"
+        self.per_page = per_page
+        self.timeout = timeout
+        self.retrier = retrier
+        self.clock = clock
+        self.protocol_retries = protocol_retries
+        if transport is None:
+            transport = httpx.HTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    max_keepalive_connections=max_connections,
+                    keepalive_expiry=30.0,
+                ),
+                # httpx writes a POST's headers and body separately; without TCP_NODELAY the body
+                # can wait for a delayed ACK (about 40 ms per page).
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                retries=0,  # every retry goes through our Retrier, which knows the deadline
+            )
+        self._client = httpx.Client(
+            transport=transport,
+            timeout=timeout,
+            # A redirect would carry the token to another URL: treat it as an unusable answer.
+            follow_redirects=False,
+            headers={
+                "Authorization": token,  # the raw token: NordPass expects no "Bearer " prefix
+                "Content-Type": "application/json",
+                "X-Source": "MSSentinel",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+        )
+
+    # -- ActivitySource -----------------------------------------------------------------------
+
+    def fetch_page(self, window: Window, page: int, *, deadline: Deadline) -> Page:
+        if page < 1:
+            raise ValueError("pages are 1-based")
+        body = orjson.dumps(
+            {
+                "timestamp_from": window.start,
+                "timestamp_to": window.end,
+                "page": page,
+                "per_page": self.per_page,
+            }
+        )
+        attempt = 0
+        protocol_failures = 0
+        while True:
+            attempt += 1
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise SourceUnavailable(
+                    f"run budget spent before page {page} could be fetched from {self.host}"
+                    + (f" (after {attempt - 1} attempts)" if attempt > 1 else "")
+                )
+            retry_after: float | None = None
+            try:
+                response = self._client.post(
+                    self.endpoint_url, content=body, timeout=self._bounded(remaining)
+                )
+            except httpx.TimeoutException:
+                cause, reason = CAUSE_TIMEOUT, "timed out"
+            except httpx.TransportError as exc:
+                # The class name (ConnectError, RemoteProtocolError, ...) is enough to diagnose and
+                # cannot carry the token or event data.
+                cause, reason = CAUSE_CONNECTION, f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                verdict = classify_status(status)
+                if verdict is Verdict.OK:
+                    result = self._parse(response, page)
+                    if isinstance(result, Page):
+                        return result
+                    protocol_failures += 1
+                    if protocol_failures > self.protocol_retries:
+                        raise SourceProtocolError(
+                            f"{self.host} answered page {page} with HTTP {status} but {result}, "
+                            f"{protocol_failures} times"
+                        )
+                    cause, reason = CAUSE_PROTOCOL, f"HTTP {status} with {result}"
+                elif verdict is Verdict.AUTH:
+                    raise SourceAuthError(f"{self.host} rejected the NordPass token (HTTP {status})")
+                elif verdict is Verdict.RATE_LIMITED:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock.now())
+                    cause, reason = CAUSE_RATE_LIMITED, "rate limited (HTTP 429)"
+                elif verdict is Verdict.RETRY:
+                    cause = CAUSE_REQUEST_TIMEOUT if status == 408 else CAUSE_SERVER
+                    reason = f"HTTP {status}"
+                else:
+                    raise SourceProtocolError(
+                        f"{self.host} refused the query for page {page} with HTTP {status}; "
+                        "retrying the same request cannot help"
+                    )
+            if not self.retrier.pause(attempt, cause=cause, deadline=deadline, retry_after=retry_after):
+                raise SourceUnavailable(
+                    f"page {page} from {self.host}: {reason} on attempt {attempt}, no retry left "
+                    "within the attempt limit and the run budget"
+                )
+            log.warning(
+                "nordpass: %s from %s for page %d (attempt %d); retrying", reason, self.host, page, attempt
+            )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> NordPassClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _bounded(self, remaining: float) -> httpx.Timeout:
+        """The configured timeouts, none longer than what is left of the run budget."""
+
+        def cap(value: float | None) -> float:
+            return remaining if value is None else min(value, remaining)
+
+        t = self.timeout
+        return httpx.Timeout(connect=cap(t.connect), read=cap(t.read), write=cap(t.write), pool=cap(t.pool))
+
+    def _parse(self, response: httpx.Response, page: int) -> Page | str:
+        """The page, or a short description of why the body is not one (no body content in it)."""
+        try:
+            parsed = ActivityPage.model_validate_json(response.content)
+        except ValidationError as exc:
+            kinds = {err["type"] for err in exc.errors(include_url=False, include_input=False)}
+            return "a body that is not JSON" if "json_invalid" in kinds else "JSON that is not a page"
+        # The model defaults `data` to []; a body without it (an error object, `{}`) must not read
+        # as "no more events", or an outage would look like an empty window.
+        if "data" not in parsed.model_fields_set:
+            return "JSON without a data array"
+        meta = parsed.metadata
+        return Page(number=page, events=parsed.data, total=meta.total, total_pages=meta.total_pages)
