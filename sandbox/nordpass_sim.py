@@ -68,6 +68,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "drop",  # close the connection without any response
     "garbage",  # 200 with a body that is not JSON
     "bad-shape",  # 200 with JSON that is not a page
+    "no-data",  # 200 with a JSON object that lacks `data` (must not read as "no more events")
     "401",
     "403",
 )
@@ -98,6 +99,7 @@ class RequestRecord:
 
     index: int
     path: str
+    query: str  # the URL query string ("" when none)
     body: Any  # the parsed JSON body (None if it did not parse)
     headers: dict[str, str]  # lower-cased names, Authorization removed
     authorized: bool
@@ -381,6 +383,7 @@ class NordPassSimulator:
             record = RequestRecord(
                 index=len(self._log),
                 path=QUERY_PATH,
+                query=request.url.query,
                 body=body,
                 headers=headers,
                 authorized=authorized,
@@ -457,6 +460,8 @@ class NordPassSimulator:
             return Response(
                 b'{"data": {"unexpected": true}, "metadata": []}', 200, media_type="application/json"
             )
+        if fault == "no-data":
+            return Response(b'{"metadata": ' + orjson.dumps(meta) + b"}", 200, media_type="application/json")
         return Response(payload, 200, media_type="application/json")
 
     async def _fault_response(self, request: Request, fault: str, knobs: Knobs) -> Response | None:
