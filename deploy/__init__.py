@@ -1,0 +1,1 @@
+"""Deployment tooling: the ARM template generator and the function-zip packager."""
