@@ -96,7 +96,12 @@ def _describe(operation: str, exc: Exception) -> str:
 
 
 def _is_table_missing(exc: ResourceNotFoundError) -> bool:
-    return str(getattr(exc, "error_code", "") or "") == "TableNotFound"
+    # Some calls (create_entity) raise without `error_code`: the code is then only in the header
+    # or the body text.
+    if str(getattr(exc, "error_code", "") or "") == "TableNotFound":
+        return True
+    headers = getattr(exc.response, "headers", None) or {}
+    return headers.get("x-ms-error-code") == "TableNotFound" or "TableNotFound" in str(exc.message or "")
 
 
 def _utf16_len(text: str) -> int:
