@@ -173,11 +173,19 @@ def _node() -> str:
     return node
 
 
-def check(queries: Sequence[tuple[str, str]]) -> list[QueryResult]:
-    """Analyse `queries` ((id, text) pairs) in one node process; results in the same order."""
+def check(
+    queries: Sequence[tuple[str, str]], *, tables: Sequence[Mapping[str, str]] | None = None
+) -> list[QueryResult]:
+    """Analyse `queries` ((id, text) pairs) in one node process; results in the same order.
+
+    `tables` defaults to the connector's table contract; tests pass a drifted schema to prove drift
+    is caught."""
     if not KUSTO_PACKAGE.exists():
         raise KqlCheckUnavailable(f"{KUSTO_PACKAGE} is missing; run `npm ci` in {REPO_ROOT}")
-    payload = {"tables": kusto_tables(), "queries": [{"id": i, "text": t} for i, t in queries]}
+    payload = {
+        "tables": list(tables or kusto_tables()),
+        "queries": [{"id": i, "text": t} for i, t in queries],
+    }
     proc = subprocess.run(
         [_node(), str(CHECKER)],
         input=json.dumps(payload),

@@ -66,7 +66,8 @@ def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    # Rows carry "...Z" strings; the local table stores naive UTC like duckdb's TIMESTAMP.
+    return datetime.strptime(value + "+0000", "%Y-%m-%dT%H:%M:%SZ%z").replace(tzinfo=None)
 
 
 def platform_time_generated(event_time: datetime, ingested_at: datetime) -> datetime:
