@@ -45,7 +45,8 @@ def ensure_certs(folder: str | Path) -> CertPaths:
     ca.cert_pem.write_to_path(str(paths.ca))
     server.private_key_pem.write_to_path(str(paths.server_key))
     # Write the chain in one go so a half-written file is never mistaken for a reusable one.
-    chain = b"".join(blob.bytes() for blob in server.cert_chain_pems)
+    # trustme's chain stops below the root; append the CA so the file is "leaf, then chain".
+    chain = b"".join(blob.bytes() for blob in server.cert_chain_pems) + ca.cert_pem.bytes()
     tmp = paths.server_chain.with_suffix(".tmp")
     tmp.write_bytes(chain)
     tmp.replace(paths.server_chain)

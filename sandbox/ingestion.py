@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import ssl
 import threading
 import time
 import zlib
@@ -689,7 +690,9 @@ class IngestionControl:
     def __init__(self, endpoint: str, *, ca_file: str | Path, timeout: float = 30.0) -> None:
         import httpx
 
-        self._http = httpx.Client(base_url=endpoint, verify=str(ca_file), timeout=timeout)
+        self._http = httpx.Client(
+            base_url=endpoint, verify=ssl.create_default_context(cafile=str(ca_file)), timeout=timeout
+        )
 
     def close(self) -> None:
         self._http.close()
