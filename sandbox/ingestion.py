@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import ssl
+import tempfile
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,24 +127,18 @@ def _create_table_sql() -> str:
     return f"CREATE TABLE IF NOT EXISTS {schema.TABLE_NAME} ({cols})"
 
 
-def _insert_sql() -> str:
-    """One vectorised INSERT ... SELECT over the request's JSON text.
-
-    DuckDB parses the array itself, so a 1 MB request costs one statement rather than thousands of
-    Python-side row inserts. Only declared columns are extracted, which is exactly the silent drop
-    the real API performs; JSON key lookup is case-sensitive, like the real API.
-    """
+def _select_list(ref: Callable[[str], str], dynamic: Callable[[str], str]) -> str:
+    """Columns of the table, extracted from one JSON object, with Azure's conversions."""
     exprs = []
     for c in schema.COLUMNS:
-        ref = f"j->>'{c.name}'"
         if c.type == "string":
-            expr = ref
+            expr = ref(c.name)
         elif c.type == "long":
-            expr = f"TRY_CAST({ref} AS BIGINT)"
+            expr = f"TRY_CAST({ref(c.name)} AS BIGINT)"
         elif c.type == "dynamic":
-            expr = f"CASE WHEN json_type(j->'{c.name}') = 'NULL' THEN NULL ELSE j->'{c.name}' END"
+            expr = dynamic(c.name)
         else:
-            parsed = f"TRY_CAST(replace({ref}, 'Z', '') AS TIMESTAMP)"
+            parsed = f"TRY_CAST(replace({ref(c.name)}, 'Z', '') AS TIMESTAMP)"
             if c.name == "TimeGenerated":
                 # Azure replaces a missing, too old or too far-ahead TimeGenerated with receive time.
                 expr = (
@@ -152,9 +148,33 @@ def _insert_sql() -> str:
             else:
                 expr = parsed
         exprs.append(expr)
+    return ", ".join(exprs)
+
+
+def _insert_from_text_sql() -> str:
+    """INSERT ... SELECT over the request's JSON text: works for any array (non-objects skipped)."""
+    select = _select_list(
+        lambda name: f"j->>'{name}'",
+        lambda name: f"CASE WHEN json_type(j->'{name}') = 'NULL' THEN NULL ELSE j->'{name}' END",
+    )
     return (
-        f"INSERT INTO {schema.TABLE_NAME} SELECT {', '.join(exprs)} "
+        f"INSERT INTO {schema.TABLE_NAME} SELECT {select} "
         "FROM (SELECT unnest(from_json($body::JSON, '[\"JSON\"]')) AS j) WHERE json_type(j) = 'OBJECT'"
+    )
+
+
+def _insert_from_file_sql() -> str:
+    """INSERT ... SELECT over read_json of the body written to a file: measured about 3x faster than
+    from_json on 1 MB bodies (~30 ms instead of ~90 ms on a 2-core box). Only the declared columns
+    are read and read_json matches keys case-sensitively: the real API's silent drop."""
+    types = ", ".join(f"'{c.name}': '{'JSON' if c.type == 'dynamic' else 'VARCHAR'}'" for c in schema.COLUMNS)
+    select = _select_list(
+        lambda name: f'"{name}"',
+        lambda name: f'CASE WHEN json_type("{name}") = \'NULL\' THEN NULL ELSE "{name}" END',
+    )
+    return (
+        f"INSERT INTO {schema.TABLE_NAME} SELECT {select} "
+        f"FROM read_json($path, format='array', columns={{{types}}})"
     )
 
 
@@ -172,7 +192,9 @@ class RowStore:
 
             self._con = duckdb_kql.connect(str(db_path) if db_path else ":memory:")
             self._con.execute(_create_table_sql())
-            self._insert = _insert_sql()
+            self._insert_text = _insert_from_text_sql()
+            self._insert_file = _insert_from_file_sql()
+            self._spool = Path(tempfile.mkdtemp(prefix="ingestion-spool-"))
             self._accepted = self._con.execute(f"SELECT count(*) FROM {schema.TABLE_NAME}").fetchone()[0]
 
     def add(self, raw_body: bytes, rows: list[Any], received: datetime) -> None:
@@ -184,7 +206,12 @@ class RowStore:
             return
         naive_utc = received.astimezone(UTC).replace(tzinfo=None)
         with self._lock:
-            self._con.execute(self._insert, {"body": raw_body.decode("utf-8"), "recv": naive_utc})
+            if len(objects) == len(rows):
+                spool = self._spool / "body.json"  # one at a time: we hold the lock
+                spool.write_bytes(raw_body)
+                self._con.execute(self._insert_file, {"path": str(spool), "recv": naive_utc})
+            else:
+                self._con.execute(self._insert_text, {"body": raw_body.decode("utf-8"), "recv": naive_utc})
             self._accepted += len(objects)
 
     @property
@@ -245,6 +272,7 @@ class RowStore:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+                shutil.rmtree(self._spool, ignore_errors=True)
 
     def _need_db(self) -> None:
         if self._con is None:
