@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import random
 import shutil
+import signal
 import ssl
 import tempfile
 import threading
@@ -751,6 +752,10 @@ class IngestionControl:
         return list(response.raise_for_status().json()["rows"])
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the Logs Ingestion stand-in until interrupted")
     parser.add_argument("--certs", required=True, help="folder for ca.pem and the server certificate")
@@ -771,6 +776,8 @@ def main(argv: list[str] | None = None) -> None:
         db_path=args.db,
         port=args.port,
     )
+    # SIGTERM (how the demo stops us, by PID) ends the loop below so the DuckDB file is closed cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
     with stand_in:
         stand_in.set_latency(args.latency_ms)
         print(f"endpoint={stand_in.endpoint} ca={stand_in.ca_file}", flush=True)
