@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from deploy import build_template as bt
+from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
 from nordpass_connector.models import EventRow
 
@@ -137,7 +138,7 @@ def _sample_rule() -> tuple[str, Json]:
 
 def _variants() -> dict[str, Callable[[], Json]]:
     """The committed template plus the shapes content can take (none, rules only, rules+workbook)."""
-    release = {"repository": "example/repo", "version": bt.CONNECTOR_VERSION, "packageSha256": "0" * 64}
+    release = {"repository": "example/repo", "version": CONNECTOR_VERSION, "packageSha256": "0" * 64}
     return {
         "committed": lambda: json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8")),
         "no-content": lambda: bt.build_template([], None, release),
@@ -552,7 +553,7 @@ def test_no_moving_urls_and_package_pinned_to_version(variant: Json) -> None:
         assert not re.search(r"/(blob|tree|refs/heads|archive)/", url), url
         assert not re.search(r"/(main|master|develop|latest)(/|$)", url), url
     default = variant["parameters"]["packageUri"]["defaultValue"]
-    version = bt.CONNECTOR_VERSION
+    version = CONNECTOR_VERSION
     assert re.fullmatch(
         rf"https://github\.com/[\w.-]+/[\w.-]+/releases/download/v{re.escape(version)}/"
         rf"nordpass-sentinel-connector-{re.escape(version)}\.zip",
@@ -657,7 +658,7 @@ def _contract_views(template: Json) -> tuple[list[dict[str, str]], list[dict[str
 
 
 def _schema_and_row() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    columns = [(c.name, c.type) for c in schema.COLUMNS]
+    columns: list[tuple[str, str]] = [(c.name, str(c.type)) for c in schema.COLUMNS]
     hints = typing.get_type_hints(EventRow)
     row = [(name, _row_model_type(hints[name])) for name in EventRow.model_fields]
     return columns, row
@@ -838,7 +839,7 @@ def _error_allowed(resource: Json, error: Any) -> bool:
 
 
 def schema_errors(resource: Json, registry: Any) -> list[str]:
-    from jsonschema import Draft4Validator
+    from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 
     rtype, version = resource["type"], resource["apiVersion"]
     if rtype in bt.NO_SCHEMA_TYPES:
@@ -931,7 +932,7 @@ def _checkov() -> Path:
 
 @pytest.mark.slow
 def test_checkov_has_no_unreviewed_findings() -> None:
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     skips = (
         yaml.safe_load((REPO / "deploy" / "checkov-skips.yaml").read_text(encoding="utf-8"))["skips"] or []
