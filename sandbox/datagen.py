@@ -16,7 +16,7 @@ import copy
 import gc
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,12 +351,15 @@ class EventFactory:
             meta["seats"] = len(self.org.staff)
         return meta
 
-    def background(self, start: int, end: int, *, per_minute: float) -> list[dict[str, Any]]:
+    def background(
+        self, start: int, end: int, *, per_minute: float, exclude: Iterable[tuple[str, str]] = ()
+    ) -> list[dict[str, Any]]:
         """Steady activity with timestamps in [start, end), sorted by time.
 
         The count is `per_minute` x minutes. Hot pairs (autofill, views, unlocks, logins) dominate,
         every catalog pair keeps a small weight, and a few events are repeated verbatim in the same
-        second, as real clients do.
+        second, as real clients do. `exclude` drops pairs (e.g. the ones an analytic rule alerts on,
+        for a background that must stay quiet); the remaining weights are used as they are.
         """
         if end <= start:
             return []
@@ -365,15 +368,21 @@ class EventFactory:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._background(start, end, count)
+            return self._background(start, end, count, frozenset(exclude))
         finally:
             if was_enabled:
                 gc.enable()
 
-    def _background(self, start: int, end: int, count: int) -> list[dict[str, Any]]:
+    def _background(
+        self, start: int, end: int, count: int, exclude: frozenset[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
         rng = self.rng
         times = sorted(rng.randrange(start, end) for _ in range(count))
-        pairs = rng.choices(self._pairs, weights=self._weights, k=count)
+        if exclude:
+            kept = [(p, w) for p, w in zip(self._pairs, self._weights, strict=True) if p not in exclude]
+            pairs = rng.choices([p for p, _ in kept], weights=[w for _, w in kept], k=count)
+        else:
+            pairs = rng.choices(self._pairs, weights=self._weights, k=count)
         out: list[dict[str, Any]] = []
         for at, (event_type, action) in zip(times, pairs, strict=True):
             event = self.event(event_type, action, at=at)

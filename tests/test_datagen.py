@@ -171,8 +171,13 @@ def test_background_is_deterministic_for_a_seed() -> None:
     assert _blobs(a) != _blobs(c)
 
 
-def test_background_rate_range_order_and_weights(event_factory: EventFactory) -> None:
-    events = event_factory.background(T0, T0 + DAY, per_minute=20)
+@pytest.fixture(scope="module")
+def day_of_events() -> list[dict]:
+    return EventFactory(make_org(7), seed=7).background(T0, T0 + DAY, per_minute=20)
+
+
+def test_background_rate_range_order_and_weights(day_of_events: list[dict]) -> None:
+    events = day_of_events
     base = 20 * 24 * 60
     assert base <= len(events) <= base * 1.02  # plus a few verbatim repeats
     stamps = [e["timestamp"] for e in events]
@@ -185,8 +190,18 @@ def test_background_rate_range_order_and_weights(event_factory: EventFactory) ->
     assert sum(admin) < 0.05 * len(events)
 
 
-def test_background_contains_identical_same_second_repeats(event_factory: EventFactory) -> None:
-    events = event_factory.background(T0, T0 + DAY, per_minute=20)
+def test_background_can_exclude_pairs(event_factory: EventFactory) -> None:
+    quiet = {("item_access", "vault_exported"), ("item_access", "item_autofilled")}
+    events = event_factory.background(T0, T0 + 6 * 3600, per_minute=5, exclude=quiet)
+    pairs = {(e["type"], e["action"]) for e in events}
+    assert not pairs & quiet
+    assert len(events) >= 5 * 6 * 60
+
+
+def test_background_contains_identical_same_second_repeats(
+    day_of_events: list[dict], event_factory: EventFactory
+) -> None:
+    events = day_of_events
     blobs = Counter(_blobs(events))
     repeats = [b for b, n in blobs.items() if n > 1]
     assert repeats, "background must exercise multiset dedup"
