@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb_kql
+from duckdb_kql.engine import schema as duckdb_schema
 
 from nordpass_connector import mapping
 from nordpass_connector.schema import COLUMNS, TABLE_NAME
@@ -76,14 +77,23 @@ def platform_time_generated(event_time: datetime, ingested_at: datetime) -> date
     return event_time
 
 
-def ingest(rows: Iterable[dict[str, Any]], *, at: datetime) -> list[LoadedRow]:
-    """Rows as stored after an ingestion at `at` (TimeGenerated rewritten like the platform does)."""
+def ingest(
+    rows: Iterable[dict[str, Any]], *, at: datetime | None = None, lag: timedelta | None = None
+) -> list[LoadedRow]:
+    """Rows as stored after ingestion, with TimeGenerated rewritten like the platform does.
+
+    `at` ingests everything at one moment (a first-run backfill, a catch-up batch); `lag` ingests
+    each row that long after its event time (a connector keeping up)."""
+    if (at is None) == (lag is None):
+        raise ValueError("give exactly one of `at` and `lag`")
     out = []
     for row in rows:
+        event_time = _parse_time(row["EventTime"])
+        ingested_at = at if at is not None else event_time + (lag or timedelta())
         stored = dict(row)
-        stored["TimeGenerated"] = platform_time_generated(_parse_time(row["EventTime"]), at)
-        stored["EventTime"] = _parse_time(row["EventTime"])
-        out.append(LoadedRow(stored, at))
+        stored["TimeGenerated"] = platform_time_generated(event_time, ingested_at)
+        stored["EventTime"] = event_time
+        out.append(LoadedRow(stored, ingested_at))
     return out
 
 
@@ -92,15 +102,14 @@ def executable_form(query: str) -> str:
     return _INGESTION_CALL.sub(INGESTION_COLUMN, query)
 
 
-def connect(loaded: Sequence[LoadedRow]) -> Any:
-    con = duckdb_kql.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    columns = [f'"{c.name}" {_SQL_TYPES[c.type]}' for c in COLUMNS]
-    columns.append(f'"{INGESTION_COLUMN}" TIMESTAMP')
-    con.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(columns)})")
-    names = [c.name for c in COLUMNS]
-    placeholders = ", ".join("?" for _ in range(len(names) + 1))
-    values = []
+_TABLE_COLUMNS = [*(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in COLUMNS), f'"{INGESTION_COLUMN}" TIMESTAMP']
+# Opening a duckdb-kql connection costs more than a typical scenario's query; scenarios reuse one
+# and replace the table's rows (tests run sequentially within a process).
+_shared: Any = None
+
+
+def _records(loaded: Sequence[LoadedRow]) -> list[list[Any]]:
+    records = []
     for item in loaded:
         record = []
         for column in COLUMNS:
@@ -109,18 +118,48 @@ def connect(loaded: Sequence[LoadedRow]) -> Any:
                 value = json.dumps(value)
             record.append(value)
         record.append(item.ingested_at)
-        values.append(record)
-    if values:
-        con.executemany(f"INSERT INTO {TABLE_NAME} VALUES ({placeholders})", values)
+        records.append(record)
+    return records
+
+
+def connect(loaded: Sequence[LoadedRow]) -> Any:
+    """The shared connection with `NordPassEventLogs_CL` holding exactly `loaded`."""
+    global _shared
+    if _shared is None:
+        _shared = duckdb_kql.connect()
+        _shared.execute("SET TimeZone = 'UTC'")
+        _shared.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(_TABLE_COLUMNS)})")
+    con = _shared
+    con.execute(f"DELETE FROM {TABLE_NAME}")
+    records = _records(loaded)
+    if records:
+        placeholders = ", ".join("?" for _ in range(len(COLUMNS) + 1))
+        con.executemany(f"INSERT INTO {TABLE_NAME} VALUES ({placeholders})", records)
     return con
 
 
+# Translating KQL costs far more than running it on a few hundred rows. Every local table has the
+# same columns and the SQL reads the clock at execution (`now()`), so one translation per query
+# text serves every scenario.
+_translations: dict[str, str] = {}
+
+
+def to_sql(query: str, con: Any) -> str:
+    text = executable_form(query)
+    sql = _translations.get(text)
+    if sql is None:
+        sql = str(duckdb_kql.to_sql(text, schema=duckdb_schema(con)))
+        _translations[text] = sql
+    return sql
+
+
+def execute(query: str, con: Any) -> list[dict[str, Any]]:
+    """Execute the executable form of `query` on a connection from `connect()`."""
+    relation = con.sql(to_sql(query, con))
+    names = [d[0] for d in relation.description]
+    return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+
+
 def run(query: str, loaded: Sequence[LoadedRow]) -> list[dict[str, Any]]:
-    """Execute the executable form of `query` over `loaded`; result rows as dicts."""
-    con = connect(loaded)
-    try:
-        relation = duckdb_kql.query(con, executable_form(query))
-        names = [d[0] for d in relation.description]
-        return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
-    finally:
-        con.close()
+    """Execute the executable form of `query` over exactly the rows `loaded`; rows as dicts."""
+    return execute(query, connect(loaded))

@@ -227,7 +227,7 @@ def test_workbook_parameters_all_have_sample_values() -> None:
 
 @pytest.mark.parametrize(("path", "rule"), RULES, ids=RULE_IDS)
 def test_rule_format(path: Path, rule: dict[str, Any]) -> None:
-    assert REQUIRED_KEYS <= rule.keys(), REQUIRED_KEYS - rule.keys()
+    assert rule.keys() >= REQUIRED_KEYS, REQUIRED_KEYS - rule.keys()
     assert str(uuid.UUID(rule["id"])) == rule["id"]
     assert rule["name"].startswith("NordPass - ")
     assert rule["kind"] == "Scheduled"
