@@ -129,13 +129,14 @@ class NordPassClient:
         )
         attempt = 0
         protocol_failures = 0
+        reason = ""
         while True:
             attempt += 1
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise SourceUnavailable(
                     f"run budget spent before page {page} could be fetched from {self.host}"
-                    + (f" (after {attempt - 1} attempts)" if attempt > 1 else "")
+                    + (f" (after {attempt - 1} attempts, last: {reason})" if attempt > 1 else "")
                 )
             retry_after: float | None = None
             try:

@@ -659,6 +659,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-per-page", type=int, default=None)
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--late-rate", type=float, default=0.0, help="with --live: share of events published late")
+    p.add_argument(
+        "--late-seconds", type=float, default=300.0, help="with --live: how late they are published"
+    )
     p.add_argument("--exclusive-bounds", action="store_true", help="serve both bounds as exclusive")
     return p.parse_args(argv)
 
@@ -694,14 +698,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"NORDPASS_ENDPOINT_URL={sim.url}", flush=True)
     print(f"control: {sim.control_url}/state  events: {sim.visible_count()}  org: {org.domain}", flush=True)
     stop = threading.Event()
+    late_rng = random.Random(f"late:{args.seed}")
     try:
         last = end
         while not stop.wait(1.0):
-            if args.live:
-                now = int(time.time())
-                if now > last:
-                    sim.add(factory.background(last, now, per_minute=args.per_minute))
-                    last = now
+            if not args.live:
+                continue
+            now = int(time.time())
+            # Wait until at least one event is due, or low rates would round down to nothing.
+            if (now - last) * args.per_minute / 60 < 1:
+                continue
+            fresh = factory.background(last, now, per_minute=args.per_minute)
+            last = now
+            is_late = [late_rng.random() < args.late_rate for _ in fresh]
+            late = [e for e, flag in zip(fresh, is_late, strict=True) if flag]
+            sim.add(e for e, flag in zip(fresh, is_late, strict=True) if not flag)
+            if late:
+                # Same timestamps, published later: what a lookback window exists to catch.
+                sim.add(late, visible_at=time.time() + args.late_seconds)
     except KeyboardInterrupt:
         pass
     finally:

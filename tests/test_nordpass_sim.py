@@ -372,13 +372,11 @@ def _ns_from(body: dict[str, Any]) -> list[int]:
     return [e["metadata"]["n"] for e in body["data"]]
 
 
-def test_command_line_serves_generated_data(tmp_path: Any) -> None:
+def test_command_line_serves_generated_data() -> None:
     env = {**os.environ, "NORDPASS_SIM_TOKEN": "cli-token"}
+    argv = ["--port", "0", "--seed", "3", "--days", "0.002", "--live", "--per-minute", "600"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.nordpass_sim", "--port", "0", "--seed", "3", "--days", "0.05"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
+        [sys.executable, "-m", "sandbox.nordpass_sim", *argv], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert proc.stdout is not None
@@ -388,8 +386,14 @@ def test_command_line_serves_generated_data(tmp_path: Any) -> None:
         resp = httpx.post(url, json={"page": 1, "per_page": 10}, headers={"Authorization": "cli-token"})
         assert resp.status_code == 200
         body = resp.json()
-        assert len(body["data"]) == 10 and body["metadata"]["total"] > 50
+        assert len(body["data"]) == 10 and body["metadata"]["total"] > 500
         assert httpx.post(url, json={}, headers={"Authorization": "sim-token"}).status_code == 401
+        state_url = url.replace("/activities/query", "/_sim/state")
+        before = httpx.get(state_url).json()["visible"]
+        deadline = time.monotonic() + 5
+        while httpx.get(state_url).json()["visible"] == before:
+            assert time.monotonic() < deadline, "--live adds events every second"
+            time.sleep(0.2)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
