@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint demo bench package clean
+.PHONY: help setup test lint demo bench package template template-check clean
 
 help:
 	@echo "make demo     run the connector end to end on the local sandbox"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench    run the benchmark"
 	@echo "make lint     ruff + mypy"
 	@echo "make package  build the function zip and its sha256"
+	@echo "make template regenerate deploy/azuredeploy.json from schema.py and content/"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -35,7 +36,13 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 package: $(STAMP)
-	$(PY) -m deploy.package
+	$(PY) -m deploy.package $(PACKAGE_ARGS)
+
+template: $(STAMP)
+	$(PY) -m deploy.build_template
+
+template-check: $(STAMP)
+	$(PY) -m deploy.build_template --check
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox dist
