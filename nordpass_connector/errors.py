@@ -58,8 +58,8 @@ class SourceError(ConnectorError):
 
 class SourceAuthError(SourceError):
     action = (
-        "the NordPass token was rejected: create a new one in the Admin Panel "
-        "(Integrations > Events reporting > Microsoft Sentinel) and update NORDPASS_TOKEN"
+        "the NordPass token was rejected: create a new one in the Admin Panel and update "
+        "NORDPASS_TOKEN (Admin Panel > Integrations > Events reporting > Microsoft Sentinel)"
     )
 
 

@@ -1,0 +1,125 @@
+"""Bad input gets a clear, actionable error and loses nothing else (end to end, real components)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.data.tables import TableClient
+
+from nordpass_connector.errors import ConfigurationError, SinkAuthError, SinkConfigError, SourceAuthError
+from nordpass_connector.pipeline import RunFailed, run_once
+from nordpass_connector.settings import load_settings
+from sandbox.datagen import EventFactory
+from tests.harness import Sandbox, deliverable, expected_ids
+
+DAY = 86_400
+
+
+def _exactly_once(sb: Sandbox, source: list[object]) -> None:
+    delivered = sb.delivered()
+    assert {k: v for k, v in delivered.items() if v > 1} == {}
+    assert set(delivered) == set(expected_ids(deliverable(source)))
+
+
+def _run_expecting_failure(sb: Sandbox) -> RunFailed:
+    with sb.connector() as c, pytest.raises(RunFailed) as caught:
+        run_once(c)
+    return caught.value
+
+
+def test_rejected_token_is_actionable_and_nothing_is_lost(
+    sandbox: Sandbox, event_factory: EventFactory
+) -> None:
+    sb, f = sandbox, event_factory
+    now = int(sb.clock.now())
+    source = f.background(now - DAY, now - 61, per_minute=1)
+    sb.sim.add(source)
+    for status in (401, 403):
+        sb.sim.configure(auth_status=status)
+        failure = _run_expecting_failure(sb)
+        assert isinstance(failure.cause, SourceAuthError)
+        assert f"HTTP {status}" in failure.cause.message or str(status) in failure.cause.message
+        assert "create a new one in the Admin Panel and update NORDPASS_TOKEN" in failure.cause.describe()
+        assert sb.token not in failure.cause.describe()
+        assert failure.report.outcome == "failed"
+        assert failure.report.sent == 0
+        sb.clock.advance(60)
+    sb.sim.configure(auth_status=None)
+    assert sb.tick(60).outcome == "ok"
+    _exactly_once(sb, source)
+
+
+def test_missing_settings_are_all_named_before_anything_is_contacted(sandbox: Sandbox) -> None:
+    environ = sandbox.environ()
+    for name in ("NORDPASS_TOKEN", "DCR_IMMUTABLE_ID", "AzureWebJobsStorage"):
+        environ.pop(name)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(environ)
+    text = caught.value.describe()
+    for name in ("NORDPASS_TOKEN", "DCR_IMMUTABLE_ID", "AzureWebJobsStorage"):
+        assert name in text
+    assert sandbox.sim.requests == []
+
+
+def test_ingestion_403_explains_the_role_and_loses_nothing(
+    sandbox: Sandbox, event_factory: EventFactory
+) -> None:
+    sb, f = sandbox, event_factory
+    now = int(sb.clock.now())
+    source = f.background(now - DAY, now - 61, per_minute=1)
+    sb.sim.add(source)
+    sb.ingestion.forbid(times=None)
+    failure = _run_expecting_failure(sb)
+    assert isinstance(failure.cause, SinkAuthError)
+    assert "Monitoring Metrics Publisher" in failure.cause.describe()
+    assert "30 minutes" in failure.cause.describe()
+    assert failure.report.sent == 0
+    assert sb.ingestion.accepted_rows == 0
+    sb.ingestion.clear_faults()
+    assert sb.tick(60).outcome == "ok"
+    _exactly_once(sb, source)
+
+
+def test_ingestion_404_names_the_dcr_settings(sandbox: Sandbox, event_factory: EventFactory) -> None:
+    sb, f = sandbox, event_factory
+    now = int(sb.clock.now())
+    sb.sim.add(f.background(now - 3600, now - 61, per_minute=1))
+    sb.overrides["DCR_IMMUTABLE_ID"] = "dcr-" + "f" * 32
+    failure = _run_expecting_failure(sb)
+    assert isinstance(failure.cause, SinkConfigError)
+    assert "DCR_IMMUTABLE_ID" in failure.cause.describe()
+    assert failure.report.sent == 0
+
+
+def test_malformed_and_oversized_events_are_set_aside_and_the_rest_delivered(
+    sandbox: Sandbox, event_factory: EventFactory
+) -> None:
+    sb, f = sandbox, event_factory
+    now = int(sb.clock.now())
+    good = f.background(now - 7200, now - 61, per_minute=2)
+    huge = f.event("item_access", "items_imported", at=now - 3000, user=f.org.members[2])
+    huge["metadata"] = {"blob": "x" * 1_100_000}
+    millis = dict(f.event("login", "user_login_successful", at=now - 2000), timestamp=(now - 2000) * 1000)
+    sb.sim.add([*good, huge])
+    sb.sim.add([millis], at=now - 2000)
+    sb.sim.add(["not an event object"], at=now - 1000)
+
+    report = sb.tick(0)
+    assert report.outcome == "ok", report.error
+    assert report.set_aside == 3
+    assert report.set_aside_reasons.get("malformed") == 2
+    _exactly_once(sb, good)
+
+    dead = TableClient.from_connection_string(sb.azurite.connection_string, sb.table + "deadletters")
+    letters = list(dead.list_entities())
+    reasons = sorted(str(e.get("Reason", "")) for e in letters)
+    assert len(letters) == 3, reasons
+    assert any("1,000,000" in r or "over the" in r for r in reasons)
+    assert any("milliseconds" in r for r in reasons)
+    assert any("not a JSON object" in r for r in reasons)
+
+    # Set aside once: the overlap of later runs does not set them aside again or resend anything.
+    again = sb.tick(60)
+    assert again.outcome == "ok"
+    assert again.set_aside == 0
+    assert len(list(dead.list_entities())) == 3
+    _exactly_once(sb, good)
