@@ -139,7 +139,7 @@ class NordPassSimulator:
         self._pending: list[tuple[float, int, int, bytes]] = []  # (visible_at, seq, ts, blob)
         self._order_cache: tuple[tuple[int, int, int], list[int]] | None = None
         self._key_rng = random.Random(f"sim-order:{seed}")
-        self._fault_rng = random.Random(0)
+        self._fault_rng = random.Random(f"faults:{self.knobs.fault_seed}")
         self._scripted: list[str] = []
         self._log: list[RequestRecord] = []
 
@@ -271,8 +271,11 @@ class NordPassSimulator:
             self._log.clear()
             self._order_cache = None
             self._version += 1
+            self._seq = 0
+            # Re-seed, so a reset simulator shuffles and faults exactly like a fresh one.
+            self._key_rng = random.Random(f"sim-order:{self.seed}")
             self.knobs = Knobs()
-            self._fault_rng = random.Random(0)
+            self._fault_rng = random.Random(f"faults:{self.knobs.fault_seed}")
         self.on_request = None
 
     # -- the event store --------------------------------------------------------------------

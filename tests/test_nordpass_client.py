@@ -163,7 +163,7 @@ def test_concurrent_pages_share_one_client(
     elapsed = time.monotonic() - started
     assert [p.number for p in results] == list(range(1, pages + 1))
     assert _multiset([e for p in results for e in p.events]) == _multiset(hour)
-    assert elapsed < 0.15 * pages / 3, "pages must be fetched in parallel"
+    assert elapsed < 0.15 * pages / 2, "pages must be fetched in parallel"
 
 
 # -- authentication -----------------------------------------------------------------------------
@@ -254,12 +254,12 @@ def test_slow_response_times_out_and_is_retried(
     nordpass_retrier: Retrier,
     hour: list[Any],
 ) -> None:
-    nordpass_sim.configure(slow_seconds=3)
+    nordpass_sim.configure(slow_seconds=5)
     nordpass_sim.fail_next("slow")
     client = make_nordpass_client(timeout=httpx.Timeout(0.25, connect=1.0))
     started = time.monotonic()
     page = client.fetch_page(WINDOW, 1, deadline=_deadline())
-    assert page.events and time.monotonic() - started < 1.5
+    assert page.events and time.monotonic() - started < 3.0, "did not wait for the slow answer"
     assert nordpass_retrier.log.snapshot() == {"nordpass:timeout": 1}
 
 
@@ -343,7 +343,7 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(
     started = time.monotonic()
     with pytest.raises(SourceUnavailable, match="429"):
         make_nordpass_client().fetch_page(WINDOW, 1, deadline=_deadline(2.0))
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     assert len(nordpass_sim.query_requests()) == 1
 
 
@@ -355,7 +355,7 @@ def test_a_slow_server_cannot_outlive_the_deadline(
     started = time.monotonic()
     with pytest.raises(SourceUnavailable):
         make_nordpass_client().fetch_page(WINDOW, 1, deadline=_deadline(0.6))  # read timeout is 30 s
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 2.0
 
 
 def test_an_expired_deadline_sends_nothing(

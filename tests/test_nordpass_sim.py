@@ -156,6 +156,11 @@ def test_sort_orders(nordpass_sim: NordPassSimulator, http: httpx.Client) -> Non
     assert first == _all_pages(http, nordpass_sim, 7), "stable across reads"
     flat = [n for p in first for n in p]
     assert sorted(flat) == list(range(30)) and flat != list(range(30))
+    # A reset simulator shuffles exactly like a fresh one (tests sharing a server stay independent).
+    nordpass_sim.reset()
+    nordpass_sim.add([_ev(T0 + i // 3, i) for i in range(30)])
+    nordpass_sim.configure(order="shuffled-but-stable")
+    assert _all_pages(http, nordpass_sim, 7) == first
     nordpass_sim.configure(order="shuffled")
     a = _ns(_query(http, nordpass_sim, timestamp_from=T0, timestamp_to=T0 + 1000, page=1, per_page=30))
     b = _ns(_query(http, nordpass_sim, timestamp_from=T0, timestamp_to=T0 + 1000, page=1, per_page=30))
