@@ -13,13 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import orjson
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from .checkpoint import TableCheckpointStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
-from .errors import ConnectorError
+from .errors import CheckpointUnavailable, ConnectorError
+from .health import HealthRecord, merge_crash, merge_report, run_summary
 from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .reader import ConcurrencyLimit, WindowReader
@@ -66,6 +68,28 @@ def build_credential(settings: Settings, environ: Mapping[str, str], *, client_i
     )
 
 
+def build_store(settings: Settings, environ: Mapping[str, str], **table_options: Any) -> TableCheckpointStore:
+    """The checkpoint store (checkpoint, dead letters, health record) as the run uses it; `status`
+    and `doctor` build theirs here too so they look exactly where the runs write."""
+    table_credential = None
+    if settings.storage.connection_string is None:
+        table_credential = build_credential(settings, environ, client_id=settings.storage.client_id)
+    return TableCheckpointStore(
+        build_table_client(
+            table_name=settings.checkpoint_table,
+            connection_string=(
+                settings.storage.connection_string.get_secret_value()
+                if settings.storage.connection_string
+                else None
+            ),
+            table_service_uri=settings.storage.table_service_uri,
+            credential=table_credential,
+            **table_options,
+        ),
+        instance=settings.instance,
+    )
+
+
 @contextmanager
 def build_connector(
     settings: Settings,
@@ -96,22 +120,7 @@ def build_connector(
             stream_name=settings.dcr_stream_name,
             retrier=retrier,
         )
-        table_credential = None
-        if settings.storage.connection_string is None:
-            table_credential = build_credential(settings, environ, client_id=settings.storage.client_id)
-        store = TableCheckpointStore(
-            build_table_client(
-                table_name=settings.checkpoint_table,
-                connection_string=(
-                    settings.storage.connection_string.get_secret_value()
-                    if settings.storage.connection_string
-                    else None
-                ),
-                table_service_uri=settings.storage.table_service_uri,
-                credential=table_credential,
-            ),
-            instance=settings.instance,
-        )
+        store = build_store(settings, environ)
         pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
         prefetcher = stack.enter_context(ThreadPoolExecutor(1, "nordpass-window"))
         reader = WindowReader(
@@ -157,7 +166,44 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
     quiet_third_party_loggers()
     settings = load_settings(environ)
     with build_connector(settings, environ, **overrides) as connector:
-        return run_once(connector)
+        try:
+            report = run_once(connector)
+        except RunFailed as failure:
+            if not isinstance(failure.cause, CheckpointUnavailable):
+                # (With the table unavailable the write would only fail too, after its timeouts.)
+                _record_health(connector, failure.report, None)
+            raise
+        except Exception as crash:
+            _record_health(connector, None, crash)
+            raise
+        _record_health(connector, report, None)
+        return report
+
+
+def _record_health(connector: Connector, report: RunReport | None, crash: Exception | None) -> None:
+    """Merge this run into the health record beside the checkpoint.
+
+    Best effort by design: the record is advisory, and a failure to write it must neither fail a
+    run that delivered nor replace a failed run's own error (the caller re-raises that one).
+    """
+    store = connector.store
+    if not isinstance(store, TableCheckpointStore):
+        return  # a test double without a health row
+    try:
+        previous = HealthRecord.from_fields(store.read_health())
+    except ConnectorError:
+        previous = None  # unreadable: start afresh rather than lose this run's outcome
+    try:
+        now = connector.clock.now()
+        if report is not None:
+            record = merge_report(previous, report, now=now)
+        else:
+            record = merge_crash(previous, run_id=None, error_class=type(crash).__name__, now=now)
+        store.write_health(record.to_fields())
+    except ConnectorError as error:
+        log.warning("could not write the health record: %s", error.describe())
+    except Exception as error:  # noqa: BLE001 - see the docstring: never mask the run's outcome
+        log.warning("could not write the health record: %s", type(error).__name__)
 
 
 def run_timer_tick(*, past_due: bool = False) -> None:
@@ -165,12 +211,18 @@ def run_timer_tick(*, past_due: bool = False) -> None:
     if past_due:
         # Normal after downtime or a long run: the checkpoint, not the schedule, defines the work.
         log.info("timer is past due; continuing from the checkpoint")
+    # Exactly one line per run: INFO with the summary when it worked, ERROR (what failed and what
+    # to do, then the same summary) when it did not. Re-raising makes the host record the failure.
     try:
         report = run_from_environment()
     except RunFailed as failure:
-        log.error("nordpass run failed: %s", failure.report.to_json())
+        log.error(
+            "nordpass run failed: %s | %s",
+            failure.cause.describe(),
+            orjson.dumps(run_summary(failure.report)).decode(),
+        )
         raise
     except ConnectorError as error:
         log.error("nordpass run failed: %s", error.describe())
         raise
-    log.info("nordpass run: %s", report.to_json())
+    log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())

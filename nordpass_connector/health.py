@@ -1,0 +1,237 @@
+"""The health record: what the last runs did, kept beside the checkpoint for `status` and people.
+
+Pure logic only (no SDK, no `os`): merging a run's report into the previous record, counting
+consecutive failures, converting to and from table fields, and the one-line run summary that is
+logged. The composition root reads and writes the record through the checkpoint store.
+
+Everything stored here is either a count, a time, a fixed phrase or `ConnectorError.describe()`
+text, which by contract carries no secret and no event content.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from .report import RunReport
+
+HEALTH_VERSION = 1
+# Long enough for any describe() text we produce; bounded so the row can never approach the
+# 64 KiB property limit whatever a future message looks like.
+MAX_ERROR_CHARS = 1000
+
+OK, FAILED, CONFLICT, CRASHED = "ok", "failed", "conflict", "crashed"
+
+
+def iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """One row per connector instance. `None` means "not known yet" (never stored as a value)."""
+
+    last_run_id: str | None = None
+    last_run_at: str | None = None  # when the last run finished
+    last_outcome: str | None = None  # ok | failed | conflict | crashed
+    last_success_at: str | None = None
+    last_error_class: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    consecutive_failures: int = 0
+    events_delivered_last_run: int = 0
+    events_set_aside_last_run: int = 0
+    retries_last_run: int = 0
+    duration_seconds: float = 0.0
+    newest_event: str | None = None  # newest event delivered so far (event time)
+    lag_seconds: float | None = None  # at the end of the last run: run end - newest_event
+    caught_up: bool = False
+    last_skipped_gap: str | None = None  # "from/to" of the last >90-day outage skipped
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_outcome == OK
+
+    def lag_now(self, now: float) -> float | None:
+        """Lag as of `now`: keeps growing while runs fail, unlike the stored value."""
+        newest = parse_iso(self.newest_event)
+        return None if newest is None else round(now - newest, 1)
+
+    # -- table fields ----------------------------------------------------------------------------
+    def to_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"HealthVersion": HEALTH_VERSION}
+        for name, value in asdict(self).items():
+            if value is not None:  # Table Storage has no null: an absent property means unknown
+                out[_column(name)] = value
+        return out
+
+    @classmethod
+    def from_fields(cls, stored: Mapping[str, Any] | None) -> HealthRecord | None:
+        """Tolerant on purpose: a field of the wrong type or from a newer version is skipped, so a
+        damaged row degrades `status` output rather than breaking runs."""
+        if stored is None:
+            return None
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = stored.get(_column(f.name))
+            if raw is None:
+                continue
+            default = f.default
+            if isinstance(default, bool):
+                if isinstance(raw, bool):
+                    values[f.name] = raw
+            elif isinstance(default, int):
+                if isinstance(raw, int) and not isinstance(raw, bool):
+                    values[f.name] = raw
+            elif isinstance(default, float) or f.name == "lag_seconds":
+                if isinstance(raw, int | float) and not isinstance(raw, bool):
+                    values[f.name] = float(raw)
+            elif isinstance(raw, str):
+                values[f.name] = raw
+        return cls(**values)
+
+    def to_dict(self, *, now: float | None = None) -> dict[str, Any]:
+        data = asdict(self)
+        if now is not None:
+            data["lag_now_seconds"] = self.lag_now(now)
+        return data
+
+
+def _column(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _error_text(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float) -> HealthRecord:
+    """The record after `report`'s run, finished at `now`.
+
+    - ok: consecutive failures reset, last success moves; the last error is kept for reference.
+    - failed: one more consecutive failure, the error replaces the last one.
+    - conflict: another run held the checkpoint, so this run did nothing wrong and nothing useful;
+      the failure count is left alone (the run holding the checkpoint writes its own outcome).
+    """
+    prev = previous or HealthRecord()
+    outcome = report.outcome if report.outcome in (OK, FAILED, CONFLICT) else FAILED
+    newest = report.newest_event or prev.newest_event
+    newest_at = parse_iso(newest)
+    record = replace(
+        prev,
+        last_run_id=report.run_id,
+        last_run_at=iso(now),
+        last_outcome=outcome,
+        events_delivered_last_run=report.sent,
+        events_set_aside_last_run=report.set_aside,
+        retries_last_run=sum(report.retries.values()),
+        duration_seconds=report.duration_seconds,
+        newest_event=newest,
+        lag_seconds=None if newest_at is None else round(now - newest_at, 1),
+        caught_up=outcome == OK and report.caught_up,
+        last_skipped_gap="/".join(report.skipped_gap) if report.skipped_gap else prev.last_skipped_gap,
+    )
+    if outcome == OK:
+        return replace(record, last_success_at=iso(now), consecutive_failures=0)
+    record = replace(
+        record,
+        last_error_class=report.error_class or "ConnectorError",
+        last_error=_error_text(report.error),
+        last_error_at=iso(now),
+    )
+    if outcome == FAILED:
+        return replace(record, consecutive_failures=prev.consecutive_failures + 1)
+    return record
+
+
+def merge_crash(
+    previous: HealthRecord | None, *, run_id: str | None, error_class: str, now: float
+) -> HealthRecord:
+    """A run that ended in an exception of no known class (a bug): no report, no message, because
+    an arbitrary exception's text may quote anything it touched."""
+    prev = previous or HealthRecord()
+    return replace(
+        prev,
+        last_run_id=run_id or prev.last_run_id,
+        last_run_at=iso(now),
+        last_outcome=CRASHED,
+        last_error_class=error_class,
+        last_error="unexpected error; the traceback is in the Functions host log",
+        last_error_at=iso(now),
+        consecutive_failures=prev.consecutive_failures + 1,
+        events_delivered_last_run=0,
+        events_set_aside_last_run=0,
+        retries_last_run=0,
+        caught_up=False,
+        lag_seconds=prev.lag_now(now),
+    )
+
+
+def run_summary(report: RunReport) -> dict[str, Any]:
+    """The report plus the span of event time it covered, for the one structured line per run.
+
+    `window` runs from where the completed windows stood before the run to where they stand after
+    it; a window still in progress is in `checkpoint_after.window_in_progress`.
+    """
+    summary = report.to_dict()
+    before, after = report.checkpoint_before or {}, report.checkpoint_after or {}
+    summary["window"] = {
+        "from": before.get("done_to") or before.get("floor") or after.get("floor"),
+        "to": after.get("done_to"),
+    }
+    summary["retries_total"] = sum(report.retries.values())
+    return summary
+
+
+def render(record: HealthRecord | None, *, now: float, instance: str) -> list[str]:
+    """`status` for people: a few aligned lines, most important first."""
+    if record is None:
+        return [
+            f"instance {instance}: no health record yet (no run has finished since health was added, "
+            "or the timer has never run)"
+        ]
+    lag = record.lag_now(now)
+    lines = [
+        ("instance", instance),
+        ("last run", f"{record.last_outcome or '?'} at {record.last_run_at or '?'} (run {record.last_run_id})"),
+        ("last success", record.last_success_at or "never"),
+        ("consecutive failures", str(record.consecutive_failures)),
+        ("events delivered", f"{record.events_delivered_last_run} in the last run"),
+        ("newest event", record.newest_event or "none delivered yet"),
+        ("lag now", "unknown" if lag is None else _duration(lag)),
+        ("backlog", "caught up" if record.caught_up else "catching up (or last run failed)"),
+    ]
+    if record.events_set_aside_last_run:
+        lines.append(("set aside", f"{record.events_set_aside_last_run} in the last run (dead-letter table)"))
+    if record.last_error_class:
+        resolved = "" if not record.healthy else " (resolved since)"
+        lines.append(("last error", f"{record.last_error_at} {record.last_error_class}{resolved}"))
+        lines.append(("", record.last_error or ""))
+    if record.last_skipped_gap:
+        lines.append(("skipped (>90 days)", record.last_skipped_gap))
+    width = max(len(k) for k, _ in lines)
+    return [f"{k:<{width}}  {v}" if k else f"{'':<{width}}  {v}" for k, v in lines]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
