@@ -1,7 +1,13 @@
-"""Command line: `python -m nordpass_connector run --once [--settings local.settings.json]`.
+"""Command line (`python -m nordpass_connector ...`), every command with `--settings FILE` to overlay a
+Functions `local.settings.json` on the environment:
 
-stdout carries exactly one JSON line (the run report); logs go to stderr. Exit code 0 means the run
-finished its work; 1 a failed run; 2 a configuration problem.
+- `run --once`: one run through the timer's code path. stdout carries exactly one JSON line (the
+  run report); logs go to stderr. Exit 0: the run finished its work; 1: a failed run; 2: a
+  configuration problem.
+- `doctor`: one line per configuration check (PASS / FAIL with the fix / SKIP). Exit 0 only when
+  every check passed; 2 when the settings themselves are invalid; 1 otherwise.
+- `status [--json]`: the health record the runs keep beside the checkpoint. Exit 0 when the last run
+  succeeded; 1 when it failed, or no run has recorded health yet; 2 for a configuration problem.
 """
 
 from __future__ import annotations
@@ -16,11 +22,17 @@ from pathlib import Path
 
 import orjson
 
-from .composition import run_from_environment
+from . import doctor, health
+from .clock import SystemClock
+from .composition import build_store, quiet_third_party_loggers, run_from_environment
+from .cursor import Checkpoint
 from .errors import ConfigurationError, ConnectorError
 from .pipeline import RunFailed
+from .report import checkpoint_summary
+from .settings import load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DEAD_LETTER_COUNT_LIMIT = 100
 
 
 def environment_with(settings_file: str | None) -> dict[str, str]:
@@ -57,21 +69,94 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    checks = doctor.run_doctor(environment_with(args.settings), timeout=args.timeout)
+    sys.stdout.write("\n".join(doctor.render(checks)) + "\n")
+    sys.stdout.flush()
+    if all(c.passed for c in checks):
+        return EXIT_OK
+    settings_check = next(c for c in checks if c.name == "settings")
+    return EXIT_CONFIG if not settings_check.passed else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    environ = environment_with(args.settings)
+    quiet_third_party_loggers()
+    out = logging.getLogger("nordpass_connector")
+    try:
+        settings = load_settings(environ)
+    except ConfigurationError as error:
+        out.error("%s", error.describe())
+        return EXIT_CONFIG
+    now = SystemClock().now()
+    store = build_store(settings, environ)
+    try:
+        record = health.HealthRecord.from_fields(store.read_health())
+        stored = store.load()
+        # Only counted, never shown: a dead letter holds the event itself.
+        dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+    except ConnectorError as error:
+        out.error("could not read the health record: %s", error.describe())
+        return EXIT_FAILED
+    summary = None
+    if stored is not None:
+        try:
+            summary = checkpoint_summary(Checkpoint.from_fields(stored.fields))
+        except (KeyError, TypeError, ValueError):
+            summary = {"unreadable": True}
+    dead_text = f"{dead_letters}+" if dead_letters >= DEAD_LETTER_COUNT_LIMIT else str(dead_letters)
+    if args.json:
+        _print(
+            {
+                "instance": settings.instance,
+                "health": record.to_dict(now=now) if record else None,
+                "checkpoint": summary,
+                "dead_letters": dead_text,
+            }
+        )
+    else:
+        lines = health.render(record, now=now, instance=settings.instance)
+        if summary is not None:
+            progress = summary.get("window_in_progress")
+            lines.append(
+                f"checkpoint: windows done to {summary.get('done_to') or '-'}"
+                + (f", window in progress {progress[0]} .. {progress[1]}" if progress else "")
+            )
+        lines.append(
+            f"dead letters: {dead_text} in table {settings.checkpoint_table}deadletters"
+        )
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    return EXIT_OK if record is not None and record.healthy else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nordpass_connector")
-    parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    parser.add_argument(
+        "--log-level", help="stderr log level (default INFO for run; ERROR for doctor and status, whose "
+        "stdout already says what failed)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the connector (the timer's code path)")
     run.add_argument("--once", action="store_true", required=True, help="one cycle, then exit")
     run.add_argument("--settings", help="a local.settings.json whose Values overlay the environment")
     run.set_defaults(handler=cmd_run)
+    check = commands.add_parser("doctor", help="check the configuration end to end, with fixes")
+    check.add_argument("--settings", help="a local.settings.json whose Values overlay the environment")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per network call (default 10)")
+    check.set_defaults(handler=cmd_doctor)
+    status = commands.add_parser("status", help="print the health record the runs keep")
+    status.add_argument("--settings", help="a local.settings.json whose Values overlay the environment")
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    status.set_defaults(handler=cmd_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = args.log_level or ("INFO" if args.command == "run" else "ERROR")
     logging.basicConfig(
-        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     handler = args.handler
     return int(handler(args))
