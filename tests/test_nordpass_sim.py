@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -308,11 +309,14 @@ def test_latency_overlaps_across_concurrent_requests(nordpass_sim: NordPassSimul
 
 def test_large_store_pages_quickly(nordpass_sim: NordPassSimulator, http: httpx.Client) -> None:
     count = 300_000
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
     nordpass_sim.add(
         {"type": "t", "action": "a", "timestamp": T0 + i // 5, "metadata": {"n": i}} for i in range(count)
     )
     load = time.monotonic() - started
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 400, f"the store should hold ~300 B per event, grew {grown_mib:.0f} MiB"
     assert nordpass_sim.visible_count() == count
     started = time.monotonic()
     for page in (1, 500, 2999):
