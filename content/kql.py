@@ -174,18 +174,24 @@ def _node() -> str:
 
 
 def check(
-    queries: Sequence[tuple[str, str]], *, tables: Sequence[Mapping[str, str]] | None = None
+    queries: Sequence[tuple[str, str]],
+    *,
+    tables: Sequence[Mapping[str, str]] | None = None,
+    overrides: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> list[QueryResult]:
     """Analyse `queries` ((id, text) pairs) in one node process; results in the same order.
 
-    `tables` defaults to the connector's table contract; tests pass a drifted schema to prove drift
-    is caught."""
+    `tables` defaults to the connector's table contract. `overrides` gives some query ids their own
+    tables (tests use a drifted schema to prove drift is caught, without a second process)."""
     if not KUSTO_PACKAGE.exists():
         raise KqlCheckUnavailable(f"{KUSTO_PACKAGE} is missing; run `npm ci` in {REPO_ROOT}")
-    payload = {
-        "tables": list(tables or kusto_tables()),
-        "queries": [{"id": i, "text": t} for i, t in queries],
-    }
+    items: list[dict[str, Any]] = []
+    for query_id, text in queries:
+        item: dict[str, Any] = {"id": query_id, "text": text}
+        if overrides and query_id in overrides:
+            item["tables"] = list(overrides[query_id])
+        items.append(item)
+    payload = {"tables": list(tables or kusto_tables()), "queries": items}
     proc = subprocess.run(
         [_node(), str(CHECKER)],
         input=json.dumps(payload),

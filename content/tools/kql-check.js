@@ -4,7 +4,8 @@
 // Input (stdin, JSON):
 //   {"database": "db",                                  // optional
 //    "tables": [{"name": "NordPassEventLogs_CL", "schema": "(TimeGenerated:datetime, ...)"}],
-//    "queries": [{"id": "rules/x.yaml", "text": "NordPassEventLogs_CL | ..."}]}
+//    "queries": [{"id": "rules/x.yaml", "text": "NordPassEventLogs_CL | ...",
+//                 "tables": [...]}]}                     // optional per-query schema override
 // Output (stdout, JSON): [{"id", "diagnostics": [{"severity", "code", "message", "start", "length"}],
 //                          "columns": [{"name", "type"}] | null}]
 // Exit code: 0 when no query has an Error diagnostic, 1 otherwise, 2 on bad input or a missing package.
@@ -56,13 +57,21 @@ function main() {
     process.exit(2);
   }
   const K = loadKusto();
-  const tables = input.tables.map((t) => new K.Symbols.TableSymbol.$ctor7(t.name, t.schema, t.description || ""));
-  const db = new K.Symbols.DatabaseSymbol.ctor(input.database || "db", tables);
-  const globals = K.GlobalState.Default.WithDatabase(db);
+  // One GlobalState per distinct schema, so a drifted-schema check can share this process.
+  const globalsBySchema = new Map();
+  const globalsFor = (tableList) => {
+    const key = JSON.stringify(tableList);
+    if (!globalsBySchema.has(key)) {
+      const tables = tableList.map((t) => new K.Symbols.TableSymbol.$ctor7(t.name, t.schema, t.description || ""));
+      const db = new K.Symbols.DatabaseSymbol.ctor(input.database || "db", tables);
+      globalsBySchema.set(key, K.GlobalState.Default.WithDatabase(db));
+    }
+    return globalsBySchema.get(key);
+  };
 
   let failed = false;
   const results = input.queries.map((q) => {
-    const code = K.KustoCode.ParseAndAnalyze(q.text, globals);
+    const code = K.KustoCode.ParseAndAnalyze(q.text, globalsFor(q.tables || input.tables));
     const diagnostics = Bridge.toArray(code.GetDiagnostics()).map((d) => ({
       severity: String(d.Severity),
       code: String(d.Code),
