@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import random
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,12 +126,27 @@ class Incident:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+
+
 def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A version-4 UUID from the seeded rng; same text as ``uuid.UUID(int=..., version=4)``, but
+    formatted directly because this runs for most generated events."""
+    h = f"{(rng.getrandbits(128) & _V4_CLEAR) | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _weighted(rng: random.Random, table: Sequence[tuple[str, int]]) -> str:
-    return rng.choices([v for v, _ in table], weights=[w for _, w in table])[0]
+_CUMULATIVE: dict[tuple[tuple[str, int], ...], tuple[list[str], list[float]]] = {}
+
+
+def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
+    # Cumulative weights computed once per table; `choices` draws exactly as with plain weights.
+    prepared = _CUMULATIVE.get(table)
+    if prepared is None:
+        prepared = ([v for v, _ in table], list(itertools.accumulate(float(w) for _, w in table)))
+        _CUMULATIVE[table] = prepared
+    return rng.choices(prepared[0], cum_weights=prepared[1])[0]
 
 
 def make_org(seed: int = 7, *, members: int = 40, admins: int = 3, msp_admins: int = 1) -> Org:
