@@ -36,6 +36,9 @@ log = logging.getLogger("nordpass_connector")
 # carry secrets; these are held at WARNING so that a verbose host setting cannot make them.
 _QUIET_LOGGERS = (
     "azure.core.pipeline.policies.http_logging_policy",
+    # NetworkTraceLoggingPolicy: with `logging_enable=True` on any call it writes every header,
+    # the bearer token included, and whole bodies at DEBUG (tests/test_secrets_never_leak.py).
+    "azure.core.pipeline.policies._universal",
     "azure.identity",
     "azure.monitor.ingestion",
     "azure.data.tables",
