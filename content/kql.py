@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
 
 from nordpass_connector.schema import TABLE_NAME, kusto_schema
 
