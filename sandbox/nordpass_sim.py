@@ -69,6 +69,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "garbage",  # 200 with a body that is not JSON
     "bad-shape",  # 200 with JSON that is not a page
     "no-data",  # 200 with a JSON object that lacks `data` (must not read as "no more events")
+    "bad-gzip",  # 200 claiming Content-Encoding: gzip with a body that is not gzip
     "401",
     "403",
 )
@@ -462,6 +463,13 @@ class NordPassSimulator:
         if fault == "bad-shape":
             return Response(
                 b'{"data": {"unexpected": true}, "metadata": []}', 200, media_type="application/json"
+            )
+        if fault == "bad-gzip":
+            return Response(
+                b"definitely not gzip",
+                200,
+                headers={"Content-Encoding": "gzip"},
+                media_type="application/json",
             )
         if fault == "no-data":
             return Response(b'{"metadata": ' + orjson.dumps(meta) + b"}", 200, media_type="application/json")

@@ -288,7 +288,7 @@ def test_refused_connection_is_unavailable(
     assert nordpass_retrier.log.snapshot() == {"nordpass:connection": 4}
 
 
-@pytest.mark.parametrize("kind", ["garbage", "bad-shape", "no-data"])
+@pytest.mark.parametrize("kind", ["garbage", "bad-shape", "no-data", "bad-gzip"])
 def test_unusable_200_is_retried_twice_then_a_protocol_error(
     nordpass_sim: NordPassSimulator,
     make_nordpass_client: MakeClient,
