@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from typing import Any
 
 import orjson
@@ -118,20 +117,3 @@ def test_empty_input_yields_nothing() -> None:
 def test_rejects_impossible_limit() -> None:
     with pytest.raises(ValueError, match="max_body_bytes"):
         list(pack([{}], max_body_bytes=2))
-
-
-def test_overhead_per_row_is_small() -> None:
-    rows = [
-        {"EventId": f"{i:032x}-0", "metadata": {"n": i, "s": "x" * 100}, "timestamp": i}
-        for i in range(50_000)
-    ]
-    start = time.perf_counter()
-    for r in rows:
-        orjson.dumps(r)
-    dumps_only = time.perf_counter() - start
-    start = time.perf_counter()
-    items = list(pack(rows))
-    packed = time.perf_counter() - start
-    assert sum(len(i.rows) for i in items if isinstance(i, Batch)) == len(rows)
-    # Generous bound (shared CI boxes are noisy): well under 2 us per row on top of orjson.
-    assert (packed - dumps_only) / len(rows) < 2e-6
