@@ -59,7 +59,8 @@ FIX_NORDPASS_UNREACHABLE = (
 )
 FIX_IDENTITY = (
     "enable a managed identity on the function app (Identity blade); for a user-assigned identity set "
-    "AZURE_CLIENT_ID to its client id. Locally, sign in with `az login` or set IDENTITY_ENDPOINT"
+    "AZURE_CLIENT_ID to its client id; if it is enabled and this persists, the platform's token "
+    "endpoint is failing: restart the app. Locally, sign in with `az login`"
 )
 FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "

@@ -213,7 +213,7 @@ def render(record: HealthRecord | None, *, now: float, instance: str) -> list[st
         ("events delivered", f"{record.events_delivered_last_run} in the last run"),
         ("newest event", record.newest_event or "none delivered yet"),
         ("lag now", "unknown" if lag is None else _duration(lag)),
-        ("backlog", "caught up" if record.caught_up else "catching up (or last run failed)"),
+        ("backlog", _backlog(record)),
     ]
     if record.events_set_aside_last_run:
         lines.append(("set aside", f"{record.events_set_aside_last_run} in the last run (dead-letter table)"))
@@ -225,6 +225,14 @@ def render(record: HealthRecord | None, *, now: float, instance: str) -> list[st
         lines.append(("skipped (>90 days)", record.last_skipped_gap))
     width = max(len(k) for k, _ in lines)
     return [f"{k:<{width}}  {v}" if k else f"{'':<{width}}  {v}" for k, v in lines]
+
+
+def _backlog(record: HealthRecord) -> str:
+    if not record.healthy:
+        return "unknown: the last run did not finish"
+    if record.caught_up:
+        return "caught up"
+    return "catching up: the next runs continue where this one stopped"
 
 
 def _duration(seconds: float) -> str:
