@@ -35,9 +35,15 @@ RETENTION_MARGIN_SECONDS = 3_600
 
 @dataclass
 class Ledger:
-    """Multiset of delivered events: digest prefix -> (timestamp, count)."""
+    """Multiset of delivered events: digest prefix -> (timestamp, count).
+
+    The checkpoint is written after every batch, so the encoded form is kept up to date as entries
+    are added (16 bytes appended per copy) instead of being rebuilt from the whole ledger each time.
+    A multiset needs no order: a copy of a known key is one more record, wherever it sits.
+    """
 
     entries: dict[bytes, list[int]] = field(default_factory=dict)
+    _encoded: bytearray | None = field(default=None, init=False, repr=False, compare=False)
 
     def count(self, digest: bytes) -> int:
         entry = self.entries.get(digest[:DIGEST_BYTES])
@@ -47,14 +53,19 @@ class Ledger:
         key = digest[:DIGEST_BYTES]
         entry = self.entries.get(key)
         if entry is None:
-            self.entries[key] = [timestamp, copies]
+            entry = self.entries[key] = [timestamp, copies]
         else:
             entry[1] += copies
+        if self._encoded is not None:
+            self._encoded += _ENTRY.pack(key, entry[0]) * copies
 
     def prune_below(self, floor: int) -> None:
         self.entries = {k: v for k, v in self.entries.items() if v[0] >= floor}
+        self._encoded = None
 
     def __len__(self) -> int:
+        if self._encoded is not None:
+            return len(self._encoded) // _ENTRY.size
         return sum(v[1] for v in self.entries.values())
 
     def count_between(self, start: int, end: int) -> int:
@@ -64,13 +75,19 @@ class Ledger:
         return {v[0] for v in self.entries.values()}
 
     def encode(self) -> bytes:
-        return b"".join(_ENTRY.pack(key, ts) * copies for key, (ts, copies) in sorted(self.entries.items()))
+        if self._encoded is None:
+            pack = _ENTRY.pack
+            self._encoded = bytearray(
+                b"".join(pack(key, ts) * copies for key, (ts, copies) in sorted(self.entries.items()))
+            )
+        return bytes(self._encoded)
 
     @classmethod
     def decode(cls, blob: bytes) -> Ledger:
         ledger = cls()
         for key, ts in _ENTRY.iter_unpack(blob):
             ledger.add(key, ts)
+        ledger._encoded = bytearray(blob)
         return ledger
 
 
@@ -233,7 +250,9 @@ def is_backlog(checkpoint: Checkpoint, window: Window, *, fetched_at: float, pol
     return int(fetched_at) - policy.lookback_seconds >= window.end
 
 
-def complete_window(checkpoint: Checkpoint, window: Window, *, fetched_at: float, policy: WindowPolicy) -> None:
+def complete_window(
+    checkpoint: Checkpoint, window: Window, *, fetched_at: float, policy: WindowPolicy
+) -> None:
     """Record that every event of `window` visible at `fetched_at` is delivered (or set aside)."""
     checkpoint.floor = floor_after(checkpoint, window, fetched_at=fetched_at, policy=policy)
     checkpoint.ledger.prune_below(checkpoint.floor - 1)

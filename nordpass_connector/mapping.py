@@ -84,7 +84,20 @@ def event_id(digest: bytes, occurrence: int) -> str:
 
 
 def iso_utc(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    # Called twice per event; strftime(gmtime()) costs ~1 µs, the day's date from a small cache plus
+    # arithmetic for the time of day a third of that.
+    day, rest = divmod(seconds, 86_400)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 1_024:
+            _DAYS.clear()
+        date = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}Z"
+
+
+_DAYS: dict[int, str] = {}
 
 
 def _text(value: Any) -> str | None:
@@ -123,8 +136,11 @@ def to_row(event: PreparedEvent, occurrence: int) -> dict[str, Any]:
     if msp_email is not None:
         original_email, user_email = user_email, msp_email
 
-    additional = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
-    if user is not None and (not isinstance(user, dict) or user.keys() - _KNOWN_USER_FIELDS):
+    # Nearly every event has exactly the documented fields: a set comparison skips the scan.
+    additional = (
+        {} if raw.keys() <= _KNOWN_FIELDS else {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
+    )
+    if user is not None and (not isinstance(user, dict) or not user.keys() <= _KNOWN_USER_FIELDS):
         additional["user"] = user
 
     when = iso_utc(event.timestamp)
