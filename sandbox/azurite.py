@@ -134,7 +134,9 @@ class Azurite:
     def _kill(proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # SIGINT, not SIGTERM: Azurite saves a persisted (--location) database only on its
+                # SIGINT shutdown; SIGTERM exits at once and loses the last few seconds of writes.
+                os.killpg(proc.pid, signal.SIGINT)
                 proc.wait(timeout=5)
             except ProcessLookupError:
                 pass
