@@ -109,6 +109,15 @@ class Sandbox:
     def delivered(self) -> Counter[str]:
         return Counter(self.ingestion.event_id_counts())
 
+    def assert_exactly_once(self, source: Iterable[Any]) -> None:
+        """Every deliverable source event landed once: none lost, none twice, nothing invented."""
+        delivered = self.delivered()
+        expected = expected_ids(deliverable(source))
+        assert {k: v for k, v in delivered.items() if v > 1} == {}, "duplicates delivered"
+        missing, extra = set(expected) - set(delivered), set(delivered) - set(expected)
+        assert not missing, f"{len(missing)} events lost"
+        assert not extra, f"{len(extra)} unexpected events delivered"
+
 
 @pytest.fixture
 def sandbox(

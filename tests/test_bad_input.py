@@ -9,15 +9,9 @@ from nordpass_connector.errors import ConfigurationError, SinkAuthError, SinkCon
 from nordpass_connector.pipeline import RunFailed, run_once
 from nordpass_connector.settings import load_settings
 from sandbox.datagen import EventFactory
-from tests.harness import Sandbox, deliverable, expected_ids
+from tests.harness import Sandbox
 
 DAY = 86_400
-
-
-def _exactly_once(sb: Sandbox, source: list[object]) -> None:
-    delivered = sb.delivered()
-    assert {k: v for k, v in delivered.items() if v > 1} == {}
-    assert set(delivered) == set(expected_ids(deliverable(source)))
 
 
 def _run_expecting_failure(sb: Sandbox) -> RunFailed:
@@ -45,7 +39,7 @@ def test_rejected_token_is_actionable_and_nothing_is_lost(
         sb.clock.advance(60)
     sb.sim.configure(auth_status=None)
     assert sb.tick(60).outcome == "ok"
-    _exactly_once(sb, source)
+    sb.assert_exactly_once(source)
 
 
 def test_missing_settings_are_all_named_before_anything_is_contacted(sandbox: Sandbox) -> None:
@@ -76,7 +70,7 @@ def test_ingestion_403_explains_the_role_and_loses_nothing(
     assert sb.ingestion.accepted_rows == 0
     sb.ingestion.clear_faults()
     assert sb.tick(60).outcome == "ok"
-    _exactly_once(sb, source)
+    sb.assert_exactly_once(source)
 
 
 def test_ingestion_404_names_the_dcr_settings(sandbox: Sandbox, event_factory: EventFactory) -> None:
@@ -107,7 +101,7 @@ def test_malformed_and_oversized_events_are_set_aside_and_the_rest_delivered(
     assert report.outcome == "ok", report.error
     assert report.set_aside == 3
     assert report.set_aside_reasons.get("malformed") == 2
-    _exactly_once(sb, good)
+    sb.assert_exactly_once(good)
 
     dead = TableClient.from_connection_string(sb.azurite.connection_string, sb.table + "deadletters")
     letters = list(dead.list_entities())
@@ -122,4 +116,4 @@ def test_malformed_and_oversized_events_are_set_aside_and_the_rest_delivered(
     assert again.outcome == "ok"
     assert again.set_aside == 0
     assert len(list(dead.list_entities())) == 3
-    _exactly_once(sb, good)
+    sb.assert_exactly_once(good)

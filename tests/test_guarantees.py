@@ -19,19 +19,9 @@ from nordpass_connector.pipeline import RunFailed, run_once
 from sandbox.datagen import EventFactory, brute_force
 from sandbox.ingestion import Fault
 from sandbox.nordpass_sim import RequestRecord
-from tests.harness import Sandbox, deliverable, expected_ids
+from tests.harness import Sandbox
 
 DAY = 86_400
-
-
-def _assert_exactly_once(sb: Sandbox, source: list[Any]) -> None:
-    delivered = sb.delivered()
-    expected = expected_ids(deliverable(source))
-    assert {k: v for k, v in delivered.items() if v > 1} == {}, "duplicates delivered"
-    missing = set(expected) - set(delivered)
-    extra = set(delivered) - set(expected)
-    assert not missing, f"{len(missing)} events lost"
-    assert not extra, f"{len(extra)} unexpected events delivered"
 
 
 def test_first_run_backfills_seven_days_then_steady_ticks_lose_nothing(
@@ -46,7 +36,7 @@ def test_first_run_backfills_seven_days_then_steady_ticks_lose_nothing(
     report = sb.tick(0)
     assert report.outcome == "ok", report.error
     assert report.checkpoint_before is None or report.checkpoint_before["done_to"] is None
-    _assert_exactly_once(sb, history)  # nothing older than 7 days, everything inside
+    sb.assert_exactly_once(history)  # nothing older than 7 days, everything inside
     assert report.sent == len(history)
 
     source = list(history)
@@ -75,7 +65,7 @@ def test_first_run_backfills_seven_days_then_steady_ticks_lose_nothing(
     source += arrivals
     for _ in range(3):
         assert sb.tick(300).outcome == "ok"  # let the lookback settle everything
-    _assert_exactly_once(sb, source)
+    sb.assert_exactly_once(source)
     assert arrivals, "the paging hook never fired"
 
 
@@ -108,7 +98,7 @@ def test_any_sort_order_and_bound_inclusivity(
     sb.sim.add(late)
     for _ in range(3):
         assert sb.tick(120).outcome == "ok"
-    _assert_exactly_once(sb, source + late)
+    sb.assert_exactly_once(source + late)
 
 
 def test_faults_on_both_sides_at_twenty_percent_catch_up_with_nothing_lost(
@@ -139,7 +129,7 @@ def test_faults_on_both_sides_at_twenty_percent_catch_up_with_nothing_lost(
     sb.sim.configure(fault_rate=0.0)
     sb.ingestion.clear_faults()
     assert sb.tick(120).outcome == "ok"
-    _assert_exactly_once(sb, source)
+    sb.assert_exactly_once(source)
     retried = sb.sim.requests
     assert any(r.fault for r in retried), "no NordPass fault was injected"
     assert any(c.status != 204 for c in sb.ingestion.calls) or outcomes["failed"], "no ingestion fault"
@@ -205,7 +195,7 @@ def test_two_runs_at_once_one_stops_cleanly_and_nothing_is_sent_twice(
     assert isinstance(caught.value.cause, CheckpointConflict)
     assert caught.value.report.sent == 0
     assert sb.tick(600).outcome == "ok"
-    _assert_exactly_once(sb, sb.sim.events())
+    sb.assert_exactly_once(sb.sim.events())
 
 
 def test_identical_failed_logins_in_one_second_are_distinct_rows(
@@ -221,4 +211,4 @@ def test_identical_failed_logins_in_one_second_are_distinct_rows(
     rows = [r for r in sb.ingestion.rows() if r["timestamp"] == now - 300]
     assert len(rows) == 2
     assert {r["EventId"][-2:] for r in rows} == {"-0", "-1"}
-    _assert_exactly_once(sb, source)
+    sb.assert_exactly_once(source)
