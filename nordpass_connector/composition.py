@@ -193,10 +193,9 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
     if not isinstance(store, TableCheckpointStore):
         return  # a test double without a health row
     try:
+        # A failed read skips the write too: a record rebuilt from nothing would wipe the last
+        # success time and the failure count, which matter more than one run's outcome.
         previous = HealthRecord.from_fields(store.read_health())
-    except ConnectorError:
-        previous = None  # unreadable: start afresh rather than lose this run's outcome
-    try:
         now = connector.clock.now()
         if report is not None:
             record = merge_report(previous, report, now=now)

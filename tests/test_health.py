@@ -305,3 +305,22 @@ def test_timer_tick_logs_one_info_summary_or_one_error_and_raises(
     assert SourceAuthError.action in message
     assert '"outcome":"failed"' in message
     assert not [r for r in caplog.records if r.name == "nordpass_connector" and r.levelno == logging.INFO]
+
+
+def test_an_unreadable_record_is_left_alone_not_rebuilt(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.sim.configure(auth_status=401)
+    with pytest.raises(RunFailed):
+        run(sandbox, 0)
+    before = read_health(sandbox)
+    assert before.consecutive_failures == 1
+
+    def unreadable(self: TableCheckpointStore) -> dict[str, Any] | None:
+        raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+
+    sandbox.sim.configure(auth_status=None)
+    with monkeypatch.context() as patched:
+        patched.setattr(TableCheckpointStore, "read_health", unreadable)
+        assert run(sandbox).outcome == "ok"
+    assert read_health(sandbox) == before, "no record rebuilt from nothing over the real one"
