@@ -120,21 +120,28 @@ def _msp_override(metadata: Any, key: str) -> str | None:
 def to_row(event: PreparedEvent, occurrence: int) -> dict[str, Any]:
     """The row for one event. Keys and types follow `models.EventRow` exactly."""
     raw = event.raw
-    user = raw.get("user")
+    get = raw.get
+    user = get("user")
     user_fields = user if isinstance(user, dict) else {}
-    user_uuid = _text(user_fields.get("uuid"))
-    user_email = _text(user_fields.get("email"))
-    metadata = raw.get("metadata")
+    # `_text` only for what is not already a string or null: the call is most of the cost here.
+    user_uuid = user_fields.get("uuid")
+    if user_uuid is not None and not isinstance(user_uuid, str):
+        user_uuid = _text(user_uuid)
+    user_email = user_fields.get("email")
+    if user_email is not None and not isinstance(user_email, str):
+        user_email = _text(user_email)
+    metadata = get("metadata")
 
     # The official mapper's MSP rule: an MSP admin's identity replaces the subject user. We apply
     # it for compatibility with existing content, and keep the original identity beside it.
     original_uuid = original_email = None
-    msp_uuid = _msp_override(metadata, "user_uuid")
-    if msp_uuid is not None:
-        original_uuid, user_uuid = user_uuid, msp_uuid
-    msp_email = _msp_override(metadata, "user_email")
-    if msp_email is not None:
-        original_email, user_email = user_email, msp_email
+    if isinstance(metadata, dict) and "msp" in metadata:
+        msp_uuid = _msp_override(metadata, "user_uuid")
+        if msp_uuid is not None:
+            original_uuid, user_uuid = user_uuid, msp_uuid
+        msp_email = _msp_override(metadata, "user_email")
+        if msp_email is not None:
+            original_email, user_email = user_email, msp_email
 
     # Nearly every event has exactly the documented fields: a set comparison skips the scan.
     additional = (
@@ -143,18 +150,26 @@ def to_row(event: PreparedEvent, occurrence: int) -> dict[str, Any]:
     if user is not None and (not isinstance(user, dict) or not user.keys() <= _KNOWN_USER_FIELDS):
         additional["user"] = user
 
+    event_type, action, initiator, organization = (
+        get("type"),
+        get("action"),
+        get("initiator"),
+        get("organization_uuid"),
+    )
     when = iso_utc(event.timestamp)
     return {
         "TimeGenerated": when,
         "timestamp": event.timestamp,
-        "event_type": _text(raw.get("type")),
-        "action": _text(raw.get("action")),
+        "event_type": event_type if event_type is None or isinstance(event_type, str) else _text(event_type),
+        "action": action if action is None or isinstance(action, str) else _text(action),
         "user_uuid": user_uuid,
         "user_email": user_email,
-        "initiator": _text(raw.get("initiator")),
-        "organization_uuid": _text(raw.get("organization_uuid")),
+        "initiator": initiator if initiator is None or isinstance(initiator, str) else _text(initiator),
+        "organization_uuid": (
+            organization if organization is None or isinstance(organization, str) else _text(organization)
+        ),
         "metadata": metadata,
-        "EventId": event_id(event.digest, occurrence),
+        "EventId": f"{event.digest[:16].hex()}-{occurrence}",
         "EventTime": when,
         "OriginalUserUuid": original_uuid,
         "OriginalUserEmail": original_email,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +161,9 @@ class WindowReader:
                     future = self.executor.submit(self.source.fetch_page, window, number, deadline=deadline)
                     futures[future] = number
                     pending.add(future)
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                # Refill as soon as any page is back: waiting for the whole round would leave
+                # slots idle behind the slowest page of every round.
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     results[futures[future]] = future.result()
         finally:
