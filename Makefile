@@ -28,12 +28,25 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(STAMP) node_modules/.installed
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
+
+# `make demo SETTINGS=local.settings.json` runs one tick against the real services in that file;
+# DEMO_ARGS passes anything else (e.g. DEMO_ARGS=--fresh).
+demo: setup
+	$(PY) -m sandbox.demo $(if $(SETTINGS),--settings $(SETTINGS)) $(DEMO_ARGS)
+
+# Headless Chromium for the HTML report test (installed when root, else the test skips).
+chromium:
+	@scripts/ensure-chromium.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS=--quick
+bench: setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 package: $(STAMP)
 	$(PY) -m deploy.package $(PACKAGE_ARGS)

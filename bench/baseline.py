@@ -50,7 +50,9 @@ class OfficialRun:
     capped: bool = False  # stopped at max_events (a measured prefix, extrapolated by the caller)
 
 
-def run_official(settings: Settings, environ: Mapping[str, str], *, max_events: int | None = None) -> OfficialRun:
+def run_official(
+    settings: Settings, environ: Mapping[str, str], *, max_events: int | None = None
+) -> OfficialRun:
     """One official-style run: from the stored cursor (or 7 days back) until an empty page."""
     clock = SystemClock()
     # No retries at all, as in the official connector (any failure ends the run unrecorded).
@@ -58,7 +60,10 @@ def run_official(settings: Settings, environ: Mapping[str, str], *, max_events: 
     credential = build_credential(settings, environ)
     logs_client = build_logs_client(settings.data_collection_endpoint, credential)
     sink = IngestionSink(
-        client=logs_client, rule_id=settings.dcr_immutable_id, stream_name=settings.dcr_stream_name, retrier=retrier
+        client=logs_client,
+        rule_id=settings.dcr_immutable_id,
+        stream_name=settings.dcr_stream_name,
+        retrier=retrier,
     )
     assert settings.storage.connection_string is not None, "the benchmark uses Azurite's connection string"
     table = build_table_client(

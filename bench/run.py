@@ -47,7 +47,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nordpass-latency-ms", type=float, default=50.0)
     p.add_argument("--ingestion-latency-ms", type=float, default=30.0)
     p.add_argument("--strategy", default="ours,official", help="ours, official or both")
-    p.add_argument("--official-max-events", type=int, default=100_000, help="prefix measured, rest extrapolated")
+    p.add_argument(
+        "--official-max-events", type=int, default=100_000, help="prefix measured, rest extrapolated"
+    )
     p.add_argument("--quick", action="store_true", help="10k and 100k only")
     p.add_argument("--no-zero-latency", action="store_true", help="skip the latency-0 (CPU cost) runs")
     p.add_argument("--output", default=None, help="also write the JSON report to this file")
@@ -155,7 +157,12 @@ def _measure(
     if idle:
         cmd.append("--idle")
     done = subprocess.run(
-        cmd, cwd=REPO, env=_environ(servers, azurite), capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS
+        cmd,
+        cwd=REPO,
+        env=_environ(servers, azurite),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_SECONDS,
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench.child {strategy} failed:\n{done.stderr[-4000:]}")
@@ -167,7 +174,9 @@ def _measure(
         "nordpass_latency_ms": nordpass_ms,
         "ingestion_latency_ms": ingestion_ms,
         "wall_seconds": child["wall_seconds"],
-        "events_per_second": round(child["fetched"] / child["wall_seconds"]) if child["wall_seconds"] else None,
+        "events_per_second": round(child["fetched"] / child["wall_seconds"])
+        if child["wall_seconds"]
+        else None,
         "cpu_us_per_event": round(child["cpu_seconds"] * 1e6 / measured, 2),
         "cpu_seconds": child["cpu_seconds"],
         "peak_rss_mb": child["peak_rss_mb"],
@@ -191,7 +200,13 @@ def _measure(
         result["extrapolated"] = True
         result["measured_events"] = child["fetched"]
         result["measured_wall_seconds"] = child["wall_seconds"]
-        for key in ("wall_seconds", "nordpass_requests", "ingestion_requests", "ingestion_bytes", "cpu_seconds"):
+        for key in (
+            "wall_seconds",
+            "nordpass_requests",
+            "ingestion_requests",
+            "ingestion_bytes",
+            "cpu_seconds",
+        ):
             result[key] = round(result[key] * scale, 3)
         result["fetched"] = events
     return result
@@ -210,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         certs = ensure_certs(Path(tmp) / "certs").folder
         for size in sizes:
             servers = Servers(size, certs, token=f"bench-{uuid.uuid4().hex}")
-            print(f"# {size:,} events loaded in {servers.info['load_seconds']} s", file=sys.stderr, flush=True)
+            print(
+                f"# {size:,} events loaded in {servers.info['load_seconds']} s", file=sys.stderr, flush=True
+            )
             try:
                 for nordpass_ms, ingestion_ms in profiles:
                     for strategy in strategies:
@@ -237,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _pick(results: list[dict[str, Any]], strategy: str, size: int, latency: tuple[float, float]) -> dict[str, Any] | None:
+def _pick(
+    results: list[dict[str, Any]], strategy: str, size: int, latency: tuple[float, float]
+) -> dict[str, Any] | None:
     for r in results:
         if (
             r["strategy"] == strategy
@@ -261,7 +280,9 @@ def _summary(results: list[dict[str, Any]], latency: tuple[float, float], sizes:
             entry["ours_events_per_second"] = ours["events_per_second"]
             entry["ours_peak_rss_mb"] = ours["peak_rss_mb"]
             entry["ours_idle_tick"] = ours.get("idle_tick")
-            entry["ours_delivered_exactly_once"] = ours["accepted_rows"] == ours["sent"] and not ours["duplicate_rows"]
+            entry["ours_delivered_exactly_once"] = (
+                ours["accepted_rows"] == ours["sent"] and not ours["duplicate_rows"]
+            )
         if official:
             entry["official_seconds"] = official["wall_seconds"]
             entry["official_extrapolated"] = bool(official.get("extrapolated"))
@@ -273,11 +294,18 @@ def _summary(results: list[dict[str, Any]], latency: tuple[float, float], sizes:
         if official0:
             entry["official_cpu_us_per_event_latency0"] = official0["cpu_us_per_event"]
         per_size[str(size)] = entry
-    summary: dict[str, Any] = {"latency_ms": {"nordpass": latency[0], "ingestion": latency[1]}, "sizes": per_size}
+    summary: dict[str, Any] = {
+        "latency_ms": {"nordpass": latency[0], "ingestion": latency[1]},
+        "sizes": per_size,
+    }
     rss = [e["ours_peak_rss_mb"] for e in per_size.values() if "ours_peak_rss_mb" in e]
     if rss:
         summary["ours_peak_rss_spread"] = round(max(rss) / min(rss) - 1, 3)
-    cpu0 = [e["ours_cpu_us_per_event_latency0"] for e in per_size.values() if "ours_cpu_us_per_event_latency0" in e]
+    cpu0 = [
+        e["ours_cpu_us_per_event_latency0"]
+        for e in per_size.values()
+        if "ours_cpu_us_per_event_latency0" in e
+    ]
     if cpu0:
         summary["ours_cpu_us_per_event_latency0_median"] = statistics.median(cpu0)
     summary["targets"] = TARGETS
