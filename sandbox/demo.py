@@ -47,7 +47,7 @@ from nordpass_connector import mapping
 from nordpass_connector.schema import TABLE_NAME
 
 from . import datagen
-from .azurite import Azurite, AzuriteUnavailable, azurite_bin
+from .azurite import Azurite, AzuriteUnavailable, azurite_bin, ensure_installed
 from .ingestion import IngestionStandIn
 from .nordpass_sim import NordPassSimulator
 from .token_endpoint import CONFLICTING_VARIABLES, TokenEndpoint
@@ -167,6 +167,23 @@ def preflight(root: Path = REPO_ROOT) -> None:
         )
     if not azurite_bin("table", root=root).exists() and shutil.which("npm") is None:
         raise DemoError("npm is missing: install npm (Node.js 20), then rerun `make demo` (it runs `npm ci`)")
+
+
+def install_azurite() -> None:
+    """`npm ci` once, before anything starts, so a registry problem is the only thing reported."""
+    if azurite_bin("table").exists():
+        return
+    _out("sandbox: installing the pinned Azurite from npm (once)...")
+    try:
+        ensure_installed()
+    except AzuriteUnavailable as exc:
+        detail = str(exc)
+        # npm's last line is usually only "A complete log of this run can be found in ...".
+        reason = "" if "complete log" in detail else f" ({detail})"
+        raise DemoError(
+            f"npm could not install Azurite{reason}: is the npm registry reachable (`npm ping`)? "
+            "Fix that and rerun `make demo`"
+        ) from exc
 
 
 # -- the simulated tenant's event history ----------------------------------------------------------
@@ -475,6 +492,7 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
     preflight()
     for offset, what in enumerate(("NordPass simulator", "Logs Ingestion stand-in", "token endpoint")):
         check_port_free(cfg.port_base + offset if cfg.port_base else 0, what)
+    install_azurite()
     prepare_state_dir(cfg)
     state = load_state(cfg)
     if state is None and not cfg.fresh:
@@ -501,7 +519,7 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         try:
             azurite.start()
         except AzuriteUnavailable as exc:
-            raise DemoError(f"{exc} (check that the npm registry is reachable, or run `make setup`)") from exc
+            raise DemoError(f"Azurite did not start: {exc}; `make setup` reinstalls it") from exc
         stack.callback(azurite.stop)
         sim_token = "demo-" + os.urandom(12).hex()
         sim = NordPassSimulator(token=sim_token, seed=cfg.seed, port=port(0))
@@ -925,10 +943,10 @@ def run_real(settings_file: Path) -> int:
         seconds=float(report.get("duration_seconds") or 0),
         error=report.get("error"),
     )
-    _out(_tick_text(line))
     if line.outcome != "ok":
         _out(f"run failed: {line.error or 'see the log above'}")
         return 1
+    _out(_tick_text(line))
     _out(
         f"fetched {_fmt(line.fetched)}, deduplicated {_fmt(line.deduplicated)}, sent {_fmt(line.sent)} in "
         f"{_fmt(line.requests)} requests; newest event {report.get('newest_event') or '-'}; "
@@ -969,15 +987,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if root.handlers:  # embedded (a test, another tool): their logging setup stays as it is
+        return
     # The run reports are read from INFO records (see RunReportCapture); the terminal shows only
     # warnings and errors, the tick lines say the rest.
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
     try:
         if args.settings is not None:
             return run_real(args.settings)

@@ -1,0 +1,336 @@
+"""`python -m sandbox.demo` end to end, in a temporary state folder, checked against ground truth.
+
+The demo runs as a subprocess, exactly as `make demo` starts it (a smaller history and fewer live
+ticks, through the same code): it imports function_app, indexes it once and calls the timer
+function. The checks do not trust the demo's own arithmetic: the expected EventIds are recomputed
+here from the events the simulator served (the demo keeps them in the state folder), with the
+harness's ground-truth helper, and compared with what the DuckDB file of the ingestion stand-in
+holds. The HTML report is then opened in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from content import kql
+from sandbox import demo
+from sandbox.azurite import AzuriteUnavailable
+from tests.harness import expected_ids
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Same code path as `make demo`, with a lighter history (2 events/minute instead of 8) and two live
+# ticks a second apart, to keep the test near 30 s.
+SMALL = ["--per-minute", "2", "--live-ticks", "2", "--tick-interval", "1"]
+CHROMIUM = "/usr/bin/chromium"
+CHARTS = {
+    "Events over time by area",
+    "top actions",
+    "logins by platform",
+    "failed logins by user",
+    "Analytic rule hits",
+}
+
+
+@dataclass
+class DemoRun:
+    state: Path
+    stdout: str
+    stderr: str
+    returncode: int
+    summary: dict[str, Any]  # summary.json as this run wrote it (a later run overwrites the file)
+
+
+def _run_demo(state: Path, *extra: str) -> DemoRun:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.demo", "--state-dir", str(state), *SMALL, *extra],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    summary_file = state / "summary.json"
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if done.returncode == 0 else {}
+    return DemoRun(state, done.stdout, done.stderr, done.returncode, summary)
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoRun, DemoRun]:
+    """A fresh run (with the 7-day backfill), then a second run that reuses the state."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed; the demo needs it for Azurite")
+    state = tmp_path_factory.mktemp("demo-state")
+    first = _run_demo(state, "--fresh")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _run_demo(state)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return first, second
+
+
+def _ground_truth(state: Path) -> tuple[Counter[str], Counter[str], int]:
+    """(expected EventIds, delivered EventIds, events older than the backfill) from the files."""
+    events = demo.read_events(state / "nordpass-events.jsonl.gz")
+    expected_from = json.loads((state / "demo-state.json").read_text(encoding="utf-8"))["expected_from"]
+    inside = [e for e in events if e["timestamp"] >= expected_from]
+    con = duckdb.connect(str(state / "ingestion.duckdb"), read_only=True)
+    try:
+        rows = con.execute('SELECT "EventId", count(*) FROM NordPassEventLogs_CL GROUP BY 1').fetchall()
+    finally:
+        con.close()
+    return expected_ids(inside), Counter({str(k): int(n) for k, n in rows}), len(events) - len(inside)
+
+
+def test_first_run_delivers_every_generated_event_exactly_once(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    first, _ = demo_runs
+    s = first.summary
+    assert s["run"] == 1
+    # The first tick is the 7-day backfill of the real timer function.
+    reports = s["run_reports"]
+    assert s["ticks"][0]["phase"] == "backfill"
+    assert reports[0]["checkpoint_before"]["ledger_events"] == 0
+    assert reports[0]["sent"] > 15_000
+    assert [t["outcome"] for t in s["ticks"]] == ["ok"] * len(s["ticks"])
+    assert len(s["ticks"]) >= 4  # backfill, two live ticks, drain
+    assert s["missing"] == 0 and s["duplicates"] == 0 and s["unexpected"] == 0
+    assert s["older_than_backfill"] > 0  # generated 7.5 days back: the oldest half day is not fetched
+    assert "every generated event delivered exactly once" in first.stdout
+    assert "duplicates 0" in first.stdout
+    # The totals are the sums of the timer's own run reports, not a separate count.
+    assert s["windows"] == sum(r["windows"] for r in reports)
+    assert s["pages"] == sum(r["pages"] for r in reports)
+    assert s["this_run_sent"] == sum(r["sent"] for r in reports) == s["delivered"]
+    # One progress line per tick.
+    assert len(re.findall(r"^tick +\d+ ", first.stdout, re.MULTILINE)) == len(s["ticks"])
+
+
+def test_second_run_reuses_the_state_and_the_ground_truth_still_holds(
+    demo_runs: tuple[DemoRun, DemoRun],
+) -> None:
+    first, second = demo_runs
+    s1, s2 = first.summary, second.summary
+    assert s2["run"] == 2
+    assert "reused" in second.stdout
+    # Continued from the checkpoint: no second backfill, nothing re-sent.
+    assert s2["ticks"][0]["phase"] == "catch-up"
+    assert s2["run_reports"][0]["checkpoint_before"]["ledger_events"] > 0
+    assert s2["this_run_sent"] < 1_000
+    assert s2["expected"] == s1["expected"] + s2["this_run_generated"]
+
+    expected, delivered, older = _ground_truth(second.state)
+    assert delivered == expected  # every EventId exactly as often as it was generated: no loss, no dup
+    assert s2["expected"] == sum(expected.values())
+    assert s2["delivered"] == sum(delivered.values())
+    assert s2["older_than_backfill"] == older
+    assert s2["duplicates"] == 0 and s2["missing"] == 0
+
+
+def test_scripted_incidents_are_detected_by_their_rules(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    for run in demo_runs:
+        s = run.summary
+        rules = {r["rule"]: r for r in s["rules"]}
+        assert set(rules) == {p.stem.removeprefix("NordPass-") for p in kql.rule_paths()}
+        incidents = {i["name"]: i for i in s["incidents"]}
+        assert set(incidents) == set(demo.EXPECTED_RULES)
+        for name, expected in demo.EXPECTED_RULES.items():
+            for rule in expected:
+                if rules[rule]["status"] == "ran":
+                    assert rule in incidents[name]["detected_by"], (run.state, name, rule, rules[rule])
+                else:
+                    assert f"{rule}" not in incidents[name]["detected_by"]
+        for rule in rules.values():
+            if rule["status"] != "ran":
+                assert rule["status"] == "not runnable locally" or rule["status"] == "error"
+        # Alerts for this run's incidents are counted as such; an earlier run's are not.
+        scripted = sum(r.get("attributed", {}).get("scripted", 0) for r in s["rules"])
+        assert scripted >= sum(len(v) for v in demo.EXPECTED_RULES.values())
+
+
+def test_report_is_self_contained(demo_runs: tuple[DemoRun, DemoRun]) -> None:
+    _, second = demo_runs
+    page = (second.state / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page
+    # Nothing is fetched: no external src/href, stylesheet import or url().
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page)
+    assert "@import" not in page and "url(" not in page
+    assert page.count("<svg") == len(CHARTS)
+    assert str(second.state / "report.html") in second.stdout
+
+
+# -- the report in headless Chromium -----------------------------------------------------------------
+
+# Injected into a copy of the report: the collector first (so it sees errors from anything after it),
+# the probe last (it measures every chart once layout is done and writes the result into the DOM,
+# which --dump-dom then prints).
+COLLECTOR = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push('error: ' + e.message); });
+var __consoleError = console.error;
+console.error = function () { window.__errors.push('console: ' + Array.prototype.join.call(arguments, ' '));
+  __consoleError.apply(console, arguments); };
+</script>"""
+PROBE = """<script>
+(function () {
+  var charts = Array.prototype.map.call(document.querySelectorAll('svg.chart'), function (svg) {
+    var box = svg.getBoundingClientRect(), content = svg.getBBox();
+    return {label: svg.getAttribute('aria-label'), width: box.width, height: box.height,
+            contentWidth: content.width, contentHeight: content.height,
+            shapes: svg.querySelectorAll('rect, line, path, circle, polyline').length,
+            texts: svg.querySelectorAll('text').length};
+  });
+  var out = document.createElement('pre');
+  out.id = 'test-probe';
+  out.textContent = JSON.stringify({charts: charts, errors: window.__errors});
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(
+            f"{CHROMIUM} is missing: `make test` installs it when run as root (scripts/ensure-chromium.sh)"
+        )
+    return CHROMIUM
+
+
+def test_report_charts_render_in_headless_chromium(
+    demo_runs: tuple[DemoRun, DemoRun], chromium: str, tmp_path: Path
+) -> None:
+    _, second = demo_runs
+    page = (second.state / "report.html").read_text(encoding="utf-8")
+    probed = tmp_path / "report-probed.html"
+    probed.write_text(
+        page.replace("<head>", "<head>" + COLLECTOR, 1).replace("</body>", PROBE + "</body>", 1),
+        encoding="utf-8",
+    )
+
+    dumped = _chromium(tmp_path / "profile-dom", "--window-size=1280,2400", "--dump-dom", probed.as_uri())
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    found = re.search(r'<pre id="test-probe">(.*?)</pre>', dumped.stdout, re.DOTALL)
+    assert found, dumped.stdout[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["errors"] == []
+    charts = {c["label"]: c for c in probe["charts"]}
+    assert set(charts) == CHARTS
+    for label, chart in charts.items():
+        assert chart["width"] > 300 and chart["height"] > 100, (label, chart)
+        assert chart["contentWidth"] > 100 and chart["contentHeight"] > 50, (label, chart)
+        assert chart["shapes"] >= 4 and chart["texts"] >= 3, (label, chart)
+    # A week of activity in 3-hour columns, stacked by area.
+    assert charts["Events over time by area"]["shapes"] >= 56
+    # Chromium logs every console message and uncaught exception as "INFO:CONSOLE:<line>] ...".
+    console = [
+        line for line in dumped.stderr.splitlines() if "Uncaught" in line or re.search(r":CONSOLE[:(]", line)
+    ]
+    assert console == []
+
+    # And the page as a person sees it: a real screenshot of the unmodified report.
+    png = tmp_path / "report.png"
+    shot = _chromium(
+        tmp_path / "profile-shot",
+        "--window-size=1280,2400",
+        "--hide-scrollbars",
+        f"--screenshot={png}",
+        (second.state / "report.html").as_uri(),
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 50_000  # charts and text, not a blank page
+    assert not [line for line in shot.stderr.splitlines() if "Uncaught" in line]
+
+
+# -- friendly failures: one line saying what to do, non-zero exit ------------------------------------
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("demo: ")
+    return lines[0]
+
+
+def test_missing_settings_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main(["--settings", str(tmp_path / "local.settings.json")]) == 2
+    assert "copy local.settings.json.example" in _one_line(capsys.readouterr().err)
+
+
+def test_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # --port-base N puts the ingestion stand-in on N+1: that is the busy one.
+        assert demo.main(["--state-dir", str(tmp_path), "--port-base", str(port - 1)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"port {port}" in line and "already in use" in line and "--port-base 0" in line
+
+
+def test_missing_node_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "node" else "/usr/bin/" + name)
+    assert demo.main(["--state-dir", str(tmp_path)]) == 2
+    assert "node is missing: install Node.js 20" in _one_line(capsys.readouterr().err)
+
+
+def test_npm_unreachable_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable() -> None:
+        raise AzuriteUnavailable(
+            "npm could not install azurite@3.35.0: npm error A complete log of this run can be found in: /x.log"
+        )
+
+    monkeypatch.setattr(demo, "azurite_bin", lambda service, root=demo.REPO_ROOT: tmp_path / "absent")
+    monkeypatch.setattr(demo, "ensure_installed", unreachable)
+    assert demo.main(["--state-dir", str(tmp_path)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "npm could not install Azurite" in line and "registry reachable" in line
+    assert "complete log" not in line
+
+
+def test_missing_chromium_for_a_screenshot_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "CHROMIUM", str(tmp_path / "no-chromium"))
+    with pytest.raises(demo.DemoError, match="apt-get install -y chromium"):
+        demo.screenshot(tmp_path / "report.html", tmp_path / "report.png")
