@@ -900,7 +900,7 @@ def screenshot(html: Path, png: Path) -> None:
                 "--disable-sync",
                 f"--user-data-dir={profile}",
                 "--hide-scrollbars",
-                "--window-size=1280,2600",
+                "--window-size=1280,2350",
                 f"--screenshot={png}",
                 html.resolve().as_uri(),
             ],
