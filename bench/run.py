@@ -138,7 +138,11 @@ def _measure(
     idle: bool,
 ) -> dict[str, Any]:
     servers.prepare(nordpass_ms=nordpass_ms, ingestion_ms=ingestion_ms)
+    # BENCH_PROFILE=<file> wraps the child in py-spy, to see where its time goes.
+    profile = os.environ.get("BENCH_PROFILE")
+    prefix = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "200", "-o", profile, "--"] if profile else []
     cmd = [
+        *prefix,
         sys.executable,
         "-m",
         "bench.child",

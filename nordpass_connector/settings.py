@@ -98,7 +98,7 @@ class Settings:
     safety_delay_seconds: int = 60
     backfill_days: float = 7.0
     page_size: int = 100
-    fetch_concurrency: int = 8
+    fetch_concurrency: int = 16
     max_window_events: int = 10_000
 
     @property
@@ -213,7 +213,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     delay = r.number(SAFETY_DELAY, int, 60, 0, 3_600)
     backfill = r.number(BACKFILL_DAYS, float, 7.0, 0.0, 89.0)
     page_size = r.number(PAGE_SIZE, int, 100, 1, 1_000)
-    concurrency = r.number(FETCH_CONCURRENCY, int, 8, 1, 64)
+    concurrency = r.number(FETCH_CONCURRENCY, int, 16, 1, 64)
     window_events = r.number(MAX_WINDOW_EVENTS, int, 10_000, 100, 50_000)
 
     if r.problems:
