@@ -5,6 +5,7 @@ importing it, and an import-time failure silently hides every function.
 """
 
 import azure.functions as func
+
 from nordpass_connector.composition import run_timer_tick
 
 app = func.FunctionApp()
