@@ -134,7 +134,10 @@ def test_run_once_prints_one_json_report_and_uses_exit_codes(
         assert key in report
     assert set(sb.delivered()) == set(expected_ids(source))
 
+    # A fresh checkpoint table, so the run queries NordPass even within the same second.
     sb.sim.configure(auth_status=403)
+    fresh = {**sb.environ(), "CHECKPOINT_TABLE_NAME": sb.table + "x"}
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": fresh}))
     failed = _cli(["run", "--once", "--settings", str(settings)], env)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["error_class"] == "SourceAuthError"
