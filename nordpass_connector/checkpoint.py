@@ -83,8 +83,9 @@ def build_table_client(
     )
 
 
-def _describe(operation: str, exc: Exception) -> str:
-    """Safe text for an Azure error: class, status and error code only."""
+def describe_table_error(operation: str, exc: Exception) -> str:
+    """Safe text for an Azure error: class, status and error code only (an SDK message can quote
+    the request URL)."""
     parts = [f"checkpoint {operation} failed: {type(exc).__name__}"]
     status = getattr(exc, "status_code", None)
     if status:
@@ -222,7 +223,7 @@ class TableCheckpointStore:
                 self._create_table(self._client, "create table")
             return None
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe("read", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("read", exc)) from None
         return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata))
 
     def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
@@ -237,9 +238,9 @@ class TableCheckpointStore:
                 if attempt == 1 and _is_table_missing(exc):
                     self._create_table(self._client, "create table")
                     continue
-                raise CheckpointUnavailable(_describe("create", exc)) from None
+                raise CheckpointUnavailable(describe_table_error("create", exc)) from None
             except AzureError as exc:
-                raise CheckpointUnavailable(_describe("create", exc)) from None
+                raise CheckpointUnavailable(describe_table_error("create", exc)) from None
         raise CheckpointUnavailable("checkpoint create failed: the table could not be created")
 
     def commit(self, fields: dict[str, Any], *, etag: str) -> StoredCheckpoint:
@@ -257,9 +258,9 @@ class TableCheckpointStore:
                 raise CheckpointConflict(
                     "the checkpoint changed since this run read it (ETag mismatch)"
                 ) from None
-            raise CheckpointUnavailable(_describe("commit", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe("commit", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
         return StoredCheckpoint(dict(fields), _etag_of(metadata))
 
     def set_aside(self, records: list[SetAsideRecord]) -> None:
@@ -278,7 +279,7 @@ class TableCheckpointStore:
                 # Upsert is right here (and only here): the same event set aside twice is one row.
                 self._deadletters.upsert_entity(entity, mode=UpdateMode.REPLACE)
             except AzureError as exc:
-                raise CheckpointUnavailable(_describe("dead-letter write", exc)) from None
+                raise CheckpointUnavailable(describe_table_error("dead-letter write", exc)) from None
 
     # -- health ----------------------------------------------------------------------------------
     def read_health(self) -> dict[str, Any] | None:
@@ -287,7 +288,7 @@ class TableCheckpointStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe("health read", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("health read", exc)) from None
         return from_entity(entity)
 
     def write_health(self, fields: dict[str, Any]) -> None:
@@ -296,11 +297,11 @@ class TableCheckpointStore:
             self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
         except ResourceNotFoundError as exc:
             if not _is_table_missing(exc):
-                raise CheckpointUnavailable(_describe("health write", exc)) from None
+                raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
             self._create_table(self._client, "create table")
             self.write_health(fields)
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe("health write", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
 
     # -- dead-letter inspection (for the status command and tests) -------------------------------
     def dead_letters(self, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -317,7 +318,7 @@ class TableCheckpointStore:
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe("dead-letter read", exc)) from None
+            raise CheckpointUnavailable(describe_table_error("dead-letter read", exc)) from None
 
     @staticmethod
     def _create_table(client: TableClient, operation: str) -> None:
@@ -326,7 +327,7 @@ class TableCheckpointStore:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            raise CheckpointUnavailable(_describe(operation, exc)) from None
+            raise CheckpointUnavailable(describe_table_error(operation, exc)) from None
 
 
 def _day(seconds: int) -> str:

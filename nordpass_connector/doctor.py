@@ -24,10 +24,8 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, UpdateMode
-from azure.monitor.ingestion import LogsIngestionClient
 
-from . import USER_AGENT
-from .checkpoint import build_table_client, safe_row_key
+from .checkpoint import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
 from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
 from .errors import (
@@ -42,7 +40,7 @@ from .nordpass import NordPassClient
 from .ports import Window
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import KNOWN_NORDPASS_HOSTS, Settings, load_settings
-from .sink import check_upload
+from .sink import build_logs_client, check_upload
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +287,9 @@ class Doctor:
             )
         self._credential = credential
         valid = time.strftime("%H:%M:%SZ", time.gmtime(token.expires_on))
-        return Check("identity", PASS, f"{who} got a token for https://monitor.azure.com (valid until {valid})")
+        return Check(
+            "identity", PASS, f"{who} got a token for https://monitor.azure.com (valid until {valid})"
+        )
 
     # -- DCR ----------------------------------------------------------------------------------
     def _check_dcr(self) -> Check:
@@ -302,15 +302,12 @@ class Doctor:
             headers = response.http_response.headers
             dates.add("Logs Ingestion API", headers.get("Date"), sent, self.clock.now())
 
-        # The production client's options (sink.build_logs_client) plus a hook for the Date
-        # header, which that builder has no parameter for.
-        client = LogsIngestionClient(
+        # The production client, plus a hook that reads the Date header for the clock check.
+        client = build_logs_client(
             s.data_collection_endpoint,
             self._credential,
             connection_timeout=self.timeout,
             read_timeout=self.timeout,
-            retry_total=0,
-            user_agent=USER_AGENT,
             raw_response_hook=note_date,
         )
         try:
@@ -341,7 +338,9 @@ class Doctor:
         except ValueError:
             # The SDK's parse error for a malformed connection string: not quoted, it may hold the key.
             return Check(
-                "checkpoint table", FAIL, "AzureWebJobsStorage is not a valid connection string",
+                "checkpoint table",
+                FAIL,
+                "AzureWebJobsStorage is not a valid connection string",
                 fix=FIX_TABLE_UNREACHABLE,
             )
         probe = {
@@ -364,14 +363,16 @@ class Doctor:
         except ClientAuthenticationError as error:
             # No status: the identity produced no token at all (identity-based storage).
             fix = _table_auth_fix(s) if error.status_code else FIX_IDENTITY
-            return Check("checkpoint table", FAIL, _azure_text("write", error), fix=fix)
+            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
         except AzureError as error:
             status = getattr(error, "status_code", None)
             fix = _table_auth_fix(s) if status == 403 else FIX_TABLE_UNREACHABLE
-            return Check("checkpoint table", FAIL, _azure_text("write", error), fix=fix)
+            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
         if read.get("Nonce") != probe["Nonce"]:
             return Check(
-                "checkpoint table", FAIL, "a probe entity read back different from what was written",
+                "checkpoint table",
+                FAIL,
+                "a probe entity read back different from what was written",
                 fix="check that no proxy or emulator in between caches table responses",
             )
         where = " (created the table)" if created else ""
@@ -401,7 +402,9 @@ class Doctor:
         seen = self._dates.seen
         if not seen:
             return Check(
-                "clock", SKIP, "skipped: neither NordPass nor the Logs Ingestion API answered with a Date header"
+                "clock",
+                SKIP,
+                "skipped: neither NordPass nor the Logs Ingestion API answered with a Date header",
             )
         worst = max(seen, key=lambda d: abs(d.skew))
         compared = " and ".join(d.source for d in seen)
@@ -421,19 +424,9 @@ def _table_auth_fix(settings: Settings) -> str:
     return FIX_TABLE_CREDENTIAL if settings.storage.connection_string is not None else FIX_TABLE_FORBIDDEN
 
 
-def _azure_text(operation: str, error: AzureError) -> str:
-    """Class, status and service error code only: an SDK message can quote the request URL."""
-    parts = [f"checkpoint table {operation} failed: {type(error).__name__}"]
-    status = getattr(error, "status_code", None)
-    if status:
-        parts.append(f"HTTP {status}")
-    code = getattr(error, "error_code", None)
-    if code:
-        parts.append(f"({code})")
-    return " ".join(parts)
-
-
-def run_doctor(environ: Mapping[str, str], *, clock: Clock | None = None, timeout: float = 10.0) -> list[Check]:
+def run_doctor(
+    environ: Mapping[str, str], *, clock: Clock | None = None, timeout: float = 10.0
+) -> list[Check]:
     return Doctor(environ, clock=clock or SystemClock(), timeout=timeout).run()
 
 

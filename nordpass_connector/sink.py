@@ -59,8 +59,10 @@ def build_logs_client(
     connection_verify: str | bool | None = None,
     connection_timeout: float = 10.0,
     read_timeout: float = 30.0,
+    **client_options: Any,
 ) -> LogsIngestionClient:
-    """A `LogsIngestionClient` configured for this connector.
+    """A `LogsIngestionClient` configured for this connector (`client_options` go to the SDK, e.g.
+    a `raw_response_hook`).
 
     - Timeouts are explicit: the SDK default is 300 s each, and a stalled call would eat the run.
     - azure-core's own retries are off (`retry_total=0`): `IngestionSink` retries every transient
@@ -80,7 +82,7 @@ def build_logs_client(
     }
     if connection_verify is not None:
         kwargs["connection_verify"] = connection_verify
-    return LogsIngestionClient(endpoint, credential, **kwargs)
+    return LogsIngestionClient(endpoint, credential, **kwargs, **client_options)
 
 
 @dataclass(frozen=True)
