@@ -41,6 +41,7 @@ from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
 from .errors import SinkAuthError, SinkConfigError, SinkError, SinkUnavailable
 from .ports import Batch, Delivery
 from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
+from .throttle import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class IngestionSink:
         request_timeout: float = 30.0,
         connection_timeout: float = 10.0,
         forbidden_attempts: int = 3,
+        budget: RateBudget | None = None,
     ) -> None:
         self._client = client
         self._rule_id = rule_id
@@ -159,6 +161,7 @@ class IngestionSink:
         self._request_timeout = request_timeout
         self._connection_timeout = connection_timeout
         self._forbidden_attempts = max(1, forbidden_attempts)
+        self._budget = budget or RateBudget(retrier.clock.monotonic)
 
     # -- LogSink ---------------------------------------------------------------------------------
     def send(self, batch: Batch, *, deadline: Deadline) -> Delivery:
@@ -180,7 +183,7 @@ class IngestionSink:
         if len(body) > self.max_body_bytes:
             # Not sent at all: Azure would answer 413 anyway.
             return self._split(rows, indices, body, delivery, deadline, status=None)
-        outcome = self._post(self._encode(body), delivery, deadline)
+        outcome = self._post(self._encode(body), delivery, deadline, raw_size=len(body))
         if isinstance(outcome, _Ok):
             delivery.delivered.extend(indices)
             return True
@@ -224,7 +227,7 @@ class IngestionSink:
         compressed = gzip.compress(body, compresslevel=self._gzip_level, mtime=0)
         return compressed if len(compressed) <= self.max_body_bytes else body
 
-    def _post(self, wire: bytes, delivery: Delivery, deadline: Deadline) -> _Outcome:
+    def _post(self, wire: bytes, delivery: Delivery, deadline: Deadline, *, raw_size: int) -> _Outcome:
         client_request_id = str(uuid.uuid4())  # one id across our retries, as the SDK does for its own
         attempt = 0
         unauthorized = 0
@@ -235,6 +238,16 @@ class IngestionSink:
                 return _Failed(
                     SinkUnavailable("the run's time budget ran out before the batch was acknowledged")
                 )
+            wait = self._budget.delay_for(raw_size)
+            if wait > 0:
+                if wait >= remaining:
+                    return _Failed(
+                        SinkUnavailable("the DCR's per-minute request or byte budget is used up for this run")
+                    )
+                log.warning("ingestion: pausing %.1f s to stay under the DCR's per-minute limits", wait)
+                self._retrier.clock.sleep(wait)
+                continue
+            self._budget.record(raw_size)
             attempt += 1
             delivery.requests += 1
             delivery.bytes_sent += len(wire)
