@@ -117,3 +117,31 @@ def test_malformed_and_oversized_events_are_set_aside_and_the_rest_delivered(
     assert again.set_aside == 0
     assert len(list(dead.list_entities())) == 3
     sb.assert_exactly_once(good)
+
+
+def test_outage_longer_than_ninety_days_is_clamped_with_the_gap_reported(
+    sandbox: Sandbox, event_factory: EventFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sb, f = sandbox, event_factory
+    now = int(sb.clock.now())
+    sb.clock.advance(-120 * DAY)
+    assert sb.tick(0).outcome == "ok"  # the last successful run, 120 days ago
+    sb.clock.advance(120 * DAY)
+    unreachable = f.background(now - 100 * DAY, now - 95 * DAY, per_minute=0.01)
+    readable = f.background(now - 30 * DAY, now - 29 * DAY, per_minute=0.2)
+    sb.sim.add(unreachable + readable)
+
+    caplog.set_level("WARNING", logger="nordpass_connector")
+    report = sb.tick(0)
+    assert report.outcome == "ok", report.error
+    assert report.skipped_gap is not None
+    assert "can no longer be read and are skipped" in caplog.text
+    for _ in range(5):
+        if report.caught_up:
+            break
+        report = sb.tick(0)
+    sb.assert_exactly_once(readable)
+    spans = [
+        r.body["timestamp_to"] - r.body["timestamp_from"] for r in sb.sim.requests if isinstance(r.body, dict)
+    ]
+    assert max(spans) <= 90 * DAY
