@@ -63,6 +63,17 @@ INGESTION_TABLE = "_demo_ingestion"  # per-EventId arrival time, the stand-in fo
 RUN_PREFIX = "nordpass run: "
 RUN_FAILED_PREFIX = "nordpass run failed: "
 CHROMIUM = "/usr/bin/chromium"
+# Headless, and nothing that reaches off the machine (the network here is closed).
+CHROMIUM_HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 # Everything the demo owns inside the state folder; `--fresh` removes exactly these, because the
 # folder is shared (.sandbox/ also holds other tools' caches).
@@ -896,14 +907,7 @@ def screenshot(html: Path, png: Path) -> None:
         subprocess.run(
             [
                 CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_HEADLESS_FLAGS,
                 f"--user-data-dir={profile}",
                 "--hide-scrollbars",
                 "--window-size=1280,2350",

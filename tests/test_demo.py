@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Same code path as `make demo`, with a lighter history (2 events/minute instead of 8) and two live
 # ticks a second apart, to keep the test near 30 s.
 SMALL = ["--per-minute", "2", "--live-ticks", "2", "--tick-interval", "1"]
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = demo.CHROMIUM
 CHARTS = {
     "Events over time by area",
     "top actions",
@@ -203,14 +203,7 @@ def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *demo.CHROMIUM_HEADLESS_FLAGS,
             f"--user-data-dir={profile}",
             "--enable-logging=stderr",
             "--v=0",
