@@ -13,7 +13,7 @@ place in the sequence, so the pipeline can set it aside (dead letter) and move o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +51,17 @@ def serialise(row: dict[str, Any]) -> bytes:
 
 
 def pack(
-    rows: Iterable[dict[str, Any]], *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rows: Iterable[dict[str, Any]],
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    keys: Sequence[tuple[bytes, int]] | None = None,
 ) -> Iterator[Batch | Oversize]:
     """Yield batches and oversize rows in input order.
 
     Every `Batch.body` is ``[`` + rows joined by ``,`` + ``]`` and at most `max_body_bytes` long.
     Order is preserved (an oversize row closes the batch before it), so "delivered up to here" keeps
-    a meaning for the checkpoint.
+    a meaning for the checkpoint. `keys`, if given, must be aligned with `rows` (as
+    `dedup.Selection.keys` is); each batch then carries its rows' keys in `Batch.keys`.
     """
     if max_body_bytes < 3:
         raise ValueError("max_body_bytes must leave room for at least '[{}]'")
@@ -67,6 +71,9 @@ def pack(
     parts: list[bytes] = []
     batch_rows: list[dict[str, Any]] = []
     used = -1  # bytes of parts plus commas; -1 so that the first row's "comma" is free
+    # A batch is always a run of consecutive input rows, so its keys are one slice of `keys`, taken
+    # when the batch is closed: nothing per row.
+    start = 0  # index of the current batch's first row
     for index, row in enumerate(rows):
         try:
             data = dumps(row)
@@ -75,18 +82,34 @@ def pack(
         size = len(data)
         if size > budget:
             if parts:
-                yield Batch(batch_rows, b"[" + b",".join(parts) + b"]")
+                yield _batch(batch_rows, parts, keys, start)
                 parts, batch_rows, used = [], [], -1
             yield Oversize(index, row, size + 2, max_body_bytes)
+            start = index + 1
             continue
         used += size + 1
         if used > budget:
-            yield Batch(batch_rows, b"[" + b",".join(parts) + b"]")
-            parts, batch_rows, used = [], [], size
+            yield _batch(batch_rows, parts, keys, start)
+            parts, batch_rows, used, start = [], [], size, index
         parts.append(data)
         batch_rows.append(row)
     if parts:
-        yield Batch(batch_rows, b"[" + b",".join(parts) + b"]")
+        yield _batch(batch_rows, parts, keys, start)
+
+
+def _batch(
+    rows: list[dict[str, Any]],
+    parts: list[bytes],
+    keys: Sequence[tuple[bytes, int]] | None,
+    start: int,
+) -> Batch:
+    body = b"[" + b",".join(parts) + b"]"
+    if keys is None:
+        return Batch(rows, body)
+    batch_keys = list(keys[start : start + len(rows)])
+    if len(batch_keys) != len(rows):
+        raise ValueError("pack: keys are not aligned with rows")
+    return Batch(rows, body, batch_keys)
 
 
 def body_of(rows: Iterable[dict[str, Any]]) -> bytes:

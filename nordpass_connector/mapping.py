@@ -70,7 +70,11 @@ def _timestamp_of(raw: dict[str, Any]) -> int | str:
 
 
 def prepare(raw: Any) -> PreparedEvent | MalformedEvent:
-    digest = canonical_digest(raw)
+    return classify(raw, canonical_digest(raw))
+
+
+def classify(raw: Any, digest: bytes) -> PreparedEvent | MalformedEvent:
+    """`prepare` for a caller that has already computed the event's `canonical_digest`."""
     if not isinstance(raw, dict):
         return MalformedEvent("event is not a JSON object", digest, raw)
     seconds = _timestamp_of(raw)
@@ -84,20 +88,24 @@ def event_id(digest: bytes, occurrence: int) -> str:
 
 
 def iso_utc(seconds: int) -> str:
-    # Called twice per event; strftime(gmtime()) costs ~1 µs, the day's date from a small cache plus
-    # arithmetic for the time of day a third of that.
+    # Called for every event: strftime(gmtime()) costs ~1 µs and f"{h:02d}"-style formatting of the
+    # time of day nearly as much, so the date comes from a small cache and the time of day from two
+    # tables (~0.3 µs in all).
     day, rest = divmod(seconds, 86_400)
     date = _DAYS.get(day)
     if date is None:
         if len(_DAYS) > 1_024:
             _DAYS.clear()
         date = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}Z"
+    minute, second = divmod(rest, 60)
+    return f"{date}{_HOUR_MINUTES[minute]}{ISO_SECONDS[second]}"
 
 
 _DAYS: dict[int, str] = {}
+_HOUR_MINUTES = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+# The last three characters of `iso_utc(t)`, by `t % 60`: a caller going through events in time
+# order can keep the minute's prefix, `iso_utc(t)[:-3]`, and add these.
+ISO_SECONDS = tuple(f"{s:02d}Z" for s in range(60))
 
 
 def _text(value: Any) -> str | None:

@@ -49,10 +49,15 @@ class ActivitySource(Protocol):
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows ready to upload: `body` is their JSON array, at most the sink's byte limit."""
+    """Rows ready to upload: `body` is their JSON array, at most the sink's byte limit.
+
+    `keys`, when not empty, is aligned with `rows`: each row's ledger entry (first 8 bytes of its
+    digest, timestamp), the same as `dedup.ledger_key(row)` without parsing it back from the row.
+    """
 
     rows: list[dict[str, Any]]
     body: bytes
+    keys: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from nordpass_connector.mapping import (
     PreparedEvent,
     canonical_digest,
     event_id,
+    iso_utc,
     prepare,
     to_row,
 )
@@ -91,6 +93,12 @@ def test_malformed_events_say_why() -> None:
     assert "milliseconds" in reasons["milliseconds"].reason  # type: ignore[union-attr]
     assert "missing" in reasons["missing"].reason  # type: ignore[union-attr]
     assert isinstance(prepare(dict(BASE, timestamp="1738848413")), PreparedEvent)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(-(10**9), 10**11), st.integers(1_700_000_000, 1_700_100_000)))
+def test_iso_utc_is_strftime(seconds: int) -> None:
+    assert iso_utc(seconds) == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def test_non_string_values_in_string_columns_are_kept_as_json() -> None:
