@@ -4,6 +4,9 @@ binary properties and Table size limits."""
 from __future__ import annotations
 
 import hashlib
+import random
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from nordpass_connector.checkpoint import (
     build_table_client,
     to_entity,
 )
+from nordpass_connector.cursor import LEDGER_CHUNK_BYTES, Checkpoint
 from nordpass_connector.errors import CheckpointConflict, CheckpointUnavailable, ConfigurationError
 from nordpass_connector.ports import SetAsideRecord, Window
 from sandbox.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, free_port
@@ -197,3 +201,183 @@ def test_build_table_client_from_connection_string(azurite_server: Azurite) -> N
         assert store.load() is None
         store.create({"SchemaVersion": 1})
         assert store.load() is not None
+
+
+# -- commits send only what changed -------------------------------------------------------------
+
+
+class Spy:
+    """Records the method and body size of every request the client sends: PUT is a REPLACE,
+    PATCH a MERGE. Fails the tests below if the MERGE path is silently switched off."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int]] = []
+
+    def __call__(self, request: Any) -> None:
+        body = request.http_request.body
+        self.requests.append((request.http_request.method, len(body) if body else 0))
+
+    def last(self) -> tuple[str, int]:
+        return self.requests[-1]
+
+
+@pytest.fixture
+def spy() -> Spy:
+    return Spy()
+
+
+@pytest.fixture
+def spied_client(azurite_server: Azurite, spy: Spy) -> Iterator[TableClient]:
+    client = TableClient.from_connection_string(
+        azurite_server.connection_string, f"cp{uuid.uuid4().hex[:16]}", retry_total=0, raw_request_hook=spy
+    )
+    yield client
+    client.close()
+
+
+def _checkpoint(events: int, *, seed: int = 0) -> Checkpoint:
+    cp = Checkpoint(floor=1_700_000_000, lease_owner="run-a", lease_until=1_700_000_900)
+    cp.ledger.encode()  # incremental from here on, as in a running pipeline
+    _add(cp, events, seed=seed)
+    return cp
+
+
+def _add(cp: Checkpoint, events: int, *, seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(events):
+        cp.ledger.add(rng.randbytes(8), 1_700_000_000 + rng.randrange(600))
+
+
+def _assert_row_is(store: TableCheckpointStore, fields: dict[str, Any], cp: Checkpoint) -> None:
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.fields == fields
+    assert Checkpoint.from_fields(loaded.fields) == cp
+
+
+def test_commit_after_own_write_merges_only_the_changes(spied_client: TableClient, spy: Spy) -> None:
+    store = TableCheckpointStore(spied_client, instance="merge")
+    cp = _checkpoint(10_000)  # 160,000 bytes: three chunks
+    stored = store.create(cp.to_fields())
+    _, full_size = spy.last()
+    assert full_size > 3 * LEDGER_CHUNK_BYTES  # base64 makes the row's 160 KB about 213 KB
+
+    cp.newest_delivered = 1_700_000_100  # a scalar only: no chunk is sent
+    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    method, size = spy.last()
+    assert method == "PATCH" and size < 2_000
+    _assert_row_is(store, stored.fields, cp)
+
+    _add(cp, 1_000, seed=1)  # a batch within the last chunk: only that chunk is sent
+    fields = cp.to_fields()
+    stored = store.commit(fields, etag=stored.etag)
+    method, size = spy.last()
+    assert method == "PATCH" and size < LEDGER_CHUNK_BYTES * 4 // 3 + 2_000
+    _assert_row_is(store, fields, cp)
+
+    _add(cp, 3_000, seed=2)  # a batch that starts a new chunk: the new property is added
+    fields = cp.to_fields()
+    assert fields["LedgerChunks"] == 4
+    stored = store.commit(fields, etag=stored.etag)
+    assert spy.last()[0] == "PATCH"
+    _assert_row_is(store, fields, cp)
+
+
+def test_prune_to_fewer_chunks_replaces_the_row(spied_client: TableClient, spy: Spy) -> None:
+    store = TableCheckpointStore(spied_client, instance="prune")
+    cp = _checkpoint(10_000)
+    stored = store.create(cp.to_fields())
+    _add(cp, 100, seed=1)
+    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    assert spy.last()[0] == "PATCH"
+
+    cp.floor = 1_700_000_550
+    cp.ledger.prune_below(cp.floor - 1)
+    fields = cp.to_fields()
+    assert fields["LedgerChunks"] == 1
+    stored = store.commit(fields, etag=stored.etag)
+    assert spy.last()[0] == "PUT"  # MERGE cannot delete Ledger1 and Ledger2
+    _assert_row_is(store, fields, cp)  # exact equality: no stale chunk is left in the row
+
+    _add(cp, 10, seed=3)
+    fields = cp.to_fields()
+    store.commit(fields, etag=stored.etag)
+    assert spy.last()[0] == "PATCH"
+    _assert_row_is(store, fields, cp)
+
+
+def test_a_writer_between_two_merge_commits_is_a_conflict(spied_client: TableClient, spy: Spy) -> None:
+    store = TableCheckpointStore(spied_client, instance="race")
+    cp = _checkpoint(5_000)
+    stored = store.create(cp.to_fields())
+    _add(cp, 100, seed=1)
+    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    assert spy.last()[0] == "PATCH"
+
+    rival = TableCheckpointStore(spied_client, instance="race")
+    theirs = rival.load()
+    assert theirs is not None
+    rival_cp = Checkpoint.from_fields(theirs.fields)
+    rival_cp.lease_owner = "run-b"
+    rival_fields = rival_cp.to_fields()
+    rival.commit(rival_fields, etag=theirs.etag)
+
+    _add(cp, 100, seed=2)
+    with pytest.raises(CheckpointConflict):
+        store.commit(cp.to_fields(), etag=stored.etag)
+    assert spy.last()[0] == "PATCH"  # the conflict was raised on the MERGE path
+    _assert_row_is(store, rival_fields, rival_cp)
+
+    # Nothing is assumed about the row after a failed commit: the next one is a full REPLACE.
+    again = store.load()
+    assert again is not None
+    store.commit(cp.to_fields(), etag=again.etag)
+    assert spy.last()[0] == "PUT"
+    _assert_row_is(store, cp.to_fields(), cp)
+
+
+def test_first_commit_after_load_replaces(spied_client: TableClient, spy: Spy) -> None:
+    TableCheckpointStore(spied_client, instance="fresh").create(_checkpoint(100).to_fields())
+    store = TableCheckpointStore(spied_client, instance="fresh")
+    loaded = store.load()
+    assert loaded is not None
+    cp = Checkpoint.from_fields(loaded.fields)
+    cp.lease_owner = "run-b"
+    stored = store.commit(cp.to_fields(), etag=loaded.etag)
+    assert spy.last()[0] == "PUT"
+    cp.lease_until += 60
+    store.commit(cp.to_fields(), etag=stored.etag)
+    assert spy.last()[0] == "PATCH"
+    _assert_row_is(store, cp.to_fields(), cp)
+
+
+def test_a_type_change_is_sent_even_when_the_values_compare_equal(spied_client: TableClient) -> None:
+    store = TableCheckpointStore(spied_client, instance="types")
+    stored = store.create({"Flag": True, "Count": 1})
+    store.commit({"Flag": 1, "Count": True}, etag=stored.etag)
+    loaded = store.load()
+    assert loaded is not None
+    assert type(loaded.fields["Flag"]) is int and type(loaded.fields["Count"]) is bool
+
+
+def test_random_commit_sequences_round_trip(spied_client: TableClient, spy: Spy) -> None:
+    rng = random.Random(11)
+    store = TableCheckpointStore(spied_client, instance="random")
+    cp = _checkpoint(rng.randrange(20_000))
+    stored = store.create(cp.to_fields())
+    for step in range(40):
+        action = rng.random()
+        if action < 0.6:
+            _add(cp, rng.choice((1, 1_600, 4_000)), seed=100 + step)
+        elif action < 0.8:
+            cp.floor = min(cp.floor + rng.randrange(300), 1_700_000_599)
+            cp.ledger.prune_below(cp.floor - 1)
+        else:
+            cp.newest_delivered = step
+        if len(cp.ledger) > 50_000:  # keep within one row (14 chunks)
+            cp.ledger.prune_below(1_700_000_590)
+        fields = cp.to_fields()
+        stored = store.commit(fields, etag=stored.etag)
+        _assert_row_is(store, fields, cp)
+    methods = {method for method, _ in spy.requests}
+    assert {"PATCH", "PUT"} <= methods

@@ -108,6 +108,17 @@ def test_ledger_round_trips_through_checkpoint_fields(entries: list[tuple[int, b
     assert (back.floor, back.current, back.done_to, back.newest_delivered) == (5, Window(4, 9), 3, 8)
 
 
+def test_only_the_counted_ledger_chunks_are_read() -> None:
+    """A row may hold a chunk property beyond LedgerChunks (e.g. written by an older version):
+    it must never be mistaken for part of the ledger."""
+    cp = Checkpoint(floor=5)
+    cp.ledger.add(b"\x01" * 8, 7)
+    fields = cp.to_fields()
+    assert fields["LedgerChunks"] == 1
+    fields["Ledger1"] = b"\x02" * 16
+    assert Checkpoint.from_fields(fields).ledger.entries == cp.ledger.entries
+
+
 def test_dedup_counts_occurrences_not_distinct_values() -> None:
     burst = [_event(NOW), _event(NOW), _event(NOW + 1)]
     ledger = Ledger()
