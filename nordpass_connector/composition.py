@@ -147,7 +147,9 @@ def build_connector(
         )
         store = build_store(settings, environ)
         pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
-        prefetcher = stack.enter_context(ThreadPoolExecutor(1, "nordpass-window"))
+        # One more reader than windows ahead: a narrowed window's remainder is read at once.
+        prefetcher = stack.enter_context(ThreadPoolExecutor(settings.windows_ahead + 1, "nordpass-window"))
+        uploader = stack.enter_context(ThreadPoolExecutor(settings.upload_concurrency, "ingestion-upload"))
         reader = WindowReader(
             source=source,
             executor=pages,
@@ -165,6 +167,7 @@ def build_connector(
             retry_log=retry_log,
             options=options_from(settings),
             prefetcher=prefetcher,
+            uploader=uploader,
         )
 
 
@@ -178,6 +181,8 @@ def options_from(settings: Settings) -> RunOptions:
             safety_delay_seconds=settings.safety_delay_seconds,
         ),
         max_window_events=settings.max_window_events,
+        uploads_in_flight=settings.upload_concurrency,
+        windows_ahead=settings.windows_ahead,
     )
 
 

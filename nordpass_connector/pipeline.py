@@ -6,6 +6,11 @@ until the backlog is delivered or the run's time budget is spent. The checkpoint
 about progress: it is committed after every acknowledged batch, a window's frozen end is kept until
 the window is complete, and a conflicting writer stops the run before it sends anything more.
 
+Three things overlap so that a backfill is bound by neither side's latency: while one window is
+delivered, the next ones (`windows_ahead`) are being read, and up to `uploads_in_flight` batches of
+the current window are being uploaded while the next batch is packed. Verdicts are recorded in
+submission order, on this thread only, so checkpoint commits never race.
+
 This module sees only the ports (`ports.py`) and pure modules; it imports no SDK and no `os`.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -59,8 +65,14 @@ class RunOptions:
     lease_seconds: int
     window_policy: WindowPolicy
     max_window_events: int
-    # Do not start reading another window with less than this left of the budget.
-    min_seconds_for_window: float = 8.0
+    # Do not start reading another window with less than this left of the budget, nor with less
+    # than this run's own pace says the window (and those queued before it) will take.
+    min_seconds_for_window: float = 3.0
+    # Batches uploaded at once. A process killed between an acknowledgement and its commit sends
+    # those rows again on the next run (same EventIds), so this also bounds that duplicate.
+    uploads_in_flight: int = 2
+    # Backlog windows read ahead of the one being delivered (their events wait in memory).
+    windows_ahead: int = 2
 
 
 @dataclass
@@ -73,7 +85,8 @@ class Connector:
     clock: Clock
     retry_log: RetryLog
     options: RunOptions
-    prefetcher: Executor
+    prefetcher: Executor  # reads windows ahead; at least `options.windows_ahead` threads
+    uploader: Executor  # uploads batches; at least `options.uploads_in_flight` threads
 
 
 class RunFailed(ConnectorError):
@@ -116,20 +129,21 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
             report.deduplicated += selection.duplicates
             progress.set_aside_malformed(selection, fetched.window, report)
 
+            uploads = Uploads(c, progress, fetched.window, report, deadline)
             out_of_time = False
-            for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes):
+            for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes, keys=selection.keys):
                 if deadline.expired():
                     out_of_time = True
                     break
                 if isinstance(item, Batch):
-                    delivery = c.sink.send(item, deadline=deadline)
-                    progress.record(item, delivery, fetched.window, report)
-                    if delivery.error is not None:
-                        raise delivery.error
+                    uploads.submit(item)
                 else:
                     progress.set_aside_rows([(item.row, item.reason)], fetched.window, report)
             if out_of_time:
+                uploads.settle_all()
                 break  # what was sent is committed; the next run resumes this window
+            # The last verdict and the window's completion go into one commit.
+            uploads.settle_all(commit_last=False)
             progress.complete(fetched)
 
         report.caught_up = progress.caught_up(c.clock.now())
@@ -154,37 +168,73 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
 
 
 def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -> Iterator[FetchedWindow]:
-    """Read windows one after another; while a backlog window is being delivered, the next one is
-    already being read (it can be planned without waiting, see `cursor.is_backlog`)."""
+    """Read windows in order; while one is being delivered, up to `windows_ahead` more are read.
+
+    Only backlog windows (see `cursor.is_backlog`) are planned ahead: each starts where the one
+    before it was planned to end, so they can be read before anything is delivered. A read that
+    comes back narrowed (too many events for one window) leaves a remainder, which is read next,
+    before the windows planned after it: the sequence stays contiguous and in time order.
+    """
     opts = c.options
-    span = opts.window_policy.max_span_seconds
-    window = next_window(checkpoint, now=c.clock.now(), policy=opts.window_policy, span=span)
+    policy = opts.window_policy
+    window = next_window(checkpoint, now=c.clock.now(), policy=policy, span=policy.max_span_seconds)
     if window is None:
         return
     probe = overlap_probe(checkpoint, window)
-    pending: Future[FetchedWindow] | None = c.prefetcher.submit(
-        c.reader.read, window, deadline=deadline, probe=probe
-    )
+    ahead: deque[tuple[Window, Future[FetchedWindow]]] = deque()
+    ahead.append((window, c.prefetcher.submit(c.reader.read, window, deadline=deadline, probe=probe)))
+    span: int | None = None  # density-based span for planned windows, known after the first read
+    # This run's pace: the slowest window delivery seen (between two yields). A window planned
+    # now is delivered after those already queued; starting one that cannot finish only wastes
+    # reads (it would be read again by the next run), so the ramp-down follows the real pace.
+    slowest_delivery = 0.0
+
+    def read(planned: Window) -> tuple[Window, Future[FetchedWindow]]:
+        return planned, c.prefetcher.submit(c.reader.read, planned, deadline=deadline)
+
+    def plan_after(previous: Window, *, backlog: bool) -> Window | None:
+        needed = max(opts.min_seconds_for_window, (len(ahead) + 2) * slowest_delivery)
+        if span is None or not backlog or deadline.remaining() <= needed:
+            return None
+        planned = Checkpoint(floor=previous.end, done_to=previous.end)
+        return next_window(planned, now=c.clock.now(), policy=policy, span=span)
+
     try:
-        while pending is not None:
+        while ahead:
+            planned, pending = ahead.popleft()
             try:
                 fetched = pending.result()
             except SourceUnavailable:
                 if deadline.remaining() > opts.min_seconds_for_window:
                     raise
                 return  # the budget ran out while reading: not a failure, the next run goes on
-            pending = None
             span = _next_span(fetched, opts)
-            if is_backlog(
-                checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=opts.window_policy
-            ):
-                planned = Checkpoint(floor=fetched.window.end, done_to=fetched.window.end)
-                following = next_window(planned, now=c.clock.now(), policy=opts.window_policy, span=span)
-                if following is not None and deadline.remaining() > opts.min_seconds_for_window:
-                    pending = c.prefetcher.submit(c.reader.read, following, deadline=deadline)
+            backlog = is_backlog(checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=policy)
+            if backlog and fetched.window.end < planned.end and ahead:
+                # Narrowed: the rest of the planned window goes first, before the windows after it.
+                rest = Checkpoint(floor=fetched.window.end, done_to=fetched.window.end)
+                remainder = next_window(
+                    rest, now=c.clock.now(), policy=policy, span=planned.end - rest.floor + 1
+                )
+                if remainder is not None:
+                    ahead.appendleft(read(remainder))
+            while len(ahead) < max(1, opts.windows_ahead):
+                if ahead:
+                    # A window not read yet will be read at or after now: if it is backlog now, it
+                    # will be then.
+                    last = ahead[-1][0]
+                    last_is_backlog = is_backlog(checkpoint, last, fetched_at=c.clock.now(), policy=policy)
+                else:
+                    last, last_is_backlog = fetched.window, backlog
+                following = plan_after(last, backlog=last_is_backlog)
+                if following is None:
+                    break
+                ahead.append(read(following))
+            handed_over = c.clock.monotonic()
             yield fetched
+            slowest_delivery = max(slowest_delivery, c.clock.monotonic() - handed_over)
     finally:
-        if pending is not None:
+        for _, pending in ahead:
             pending.cancel()
 
 
@@ -193,6 +243,47 @@ def _next_span(fetched: FetchedWindow, opts: RunOptions) -> int:
     count = max(1, len(fetched.events))
     scaled = fetched.window.span * opts.max_window_events * WINDOW_FILL_TARGET / count
     return int(min(opts.window_policy.max_span_seconds, max(MIN_SPAN_SECONDS, scaled)))
+
+
+class Uploads:
+    """The current window's batches handed to the sink whose verdicts are not recorded yet.
+
+    At most `uploads_in_flight` at once; verdicts are recorded oldest first. When a delivery
+    carries an error, the other batches in flight are still awaited and what they delivered is
+    recorded before the error is raised: an acknowledged batch is never forgotten by a failing run.
+    """
+
+    def __init__(
+        self, c: Connector, progress: Progress, window: Window, report: RunReport, deadline: Deadline
+    ) -> None:
+        self._c, self._progress, self._window, self._report = c, progress, window, report
+        self._deadline = deadline
+        self._limit = max(1, c.options.uploads_in_flight)
+        self._pending: deque[tuple[Batch, Future[Delivery]]] = deque()
+
+    def submit(self, batch: Batch) -> None:
+        if len(self._pending) >= self._limit:
+            self._settle_oldest(commit=True)
+        future = self._c.uploader.submit(self._c.sink.send, batch, deadline=self._deadline)
+        self._pending.append((batch, future))
+
+    def settle_all(self, *, commit_last: bool = True) -> None:
+        while self._pending:
+            self._settle_oldest(commit=commit_last or len(self._pending) > 1)
+
+    def _settle_oldest(self, *, commit: bool) -> None:
+        batch, future = self._pending.popleft()
+        delivery = future.result()
+        if delivery.error is None:
+            self._progress.record(batch, delivery, self._window, self._report, commit=commit)
+            return
+        error: ConnectorError = delivery.error
+        self._progress.record(batch, delivery, self._window, self._report, commit=False)
+        while self._pending:
+            other, later = self._pending.popleft()
+            self._progress.record(other, later.result(), self._window, self._report, commit=False)
+        self._progress.commit()
+        raise error
 
 
 @dataclass
@@ -245,20 +336,30 @@ class Progress:
         # window with the same frozen end.
         self.checkpoint.current = window
 
-    def record(self, batch: Batch, delivery: Delivery, window: Window, report: RunReport) -> None:
+    def record(
+        self, batch: Batch, delivery: Delivery, window: Window, report: RunReport, *, commit: bool = True
+    ) -> None:
+        """Add a batch's verdict to the checkpoint; `commit=False` leaves the write to the caller's
+        next commit (the window's completion), which must follow with nothing in between."""
         report.ingestion_requests += delivery.requests
         report.ingestion_bytes += delivery.bytes_sent
         if delivery.rejected:
             self.set_aside_rows([(batch.rows[i], reason) for i, reason in delivery.rejected], window, report)
         if not delivery.delivered:
             return
+        add = self.checkpoint.ledger.add
+        keys = batch.keys
+        rows = batch.rows
+        newest = self.checkpoint.newest_delivered or 0
         for index in delivery.delivered:
-            digest, timestamp = ledger_key(batch.rows[index])
-            self.checkpoint.ledger.add(digest, timestamp)
-        newest = max(batch.rows[i]["timestamp"] for i in delivery.delivered)
-        self.checkpoint.newest_delivered = max(newest, self.checkpoint.newest_delivered or newest)
+            digest, timestamp = keys[index] if keys else ledger_key(rows[index])
+            add(digest, timestamp)
+            if timestamp > newest:
+                newest = timestamp
+        self.checkpoint.newest_delivered = newest
         report.sent += len(delivery.delivered)
-        self.commit()
+        if commit:
+            self.commit()
 
     def set_aside_rows(
         self, rows: list[tuple[dict[str, Any], str]], window: Window, report: RunReport

@@ -47,6 +47,8 @@ BACKFILL_DAYS = "NORDPASS_BACKFILL_DAYS"
 PAGE_SIZE = "NORDPASS_PAGE_SIZE"
 FETCH_CONCURRENCY = "NORDPASS_FETCH_CONCURRENCY"
 MAX_WINDOW_EVENTS = "NORDPASS_MAX_WINDOW_EVENTS"
+WINDOWS_AHEAD = "NORDPASS_WINDOWS_AHEAD"
+UPLOAD_CONCURRENCY = "NORDPASS_UPLOAD_CONCURRENCY"
 
 #: Every setting the connector reads; the deployment template is checked against this list.
 SETTING_NAMES: tuple[str, ...] = (
@@ -70,6 +72,8 @@ SETTING_NAMES: tuple[str, ...] = (
     PAGE_SIZE,
     FETCH_CONCURRENCY,
     MAX_WINDOW_EVENTS,
+    WINDOWS_AHEAD,
+    UPLOAD_CONCURRENCY,
 )
 
 
@@ -100,6 +104,8 @@ class Settings:
     page_size: int = 100
     fetch_concurrency: int = 16
     max_window_events: int = 10_000
+    windows_ahead: int = 2
+    upload_concurrency: int = 2
 
     @property
     def nordpass_host(self) -> str:
@@ -215,6 +221,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     page_size = r.number(PAGE_SIZE, int, 100, 1, 1_000)
     concurrency = r.number(FETCH_CONCURRENCY, int, 16, 1, 64)
     window_events = r.number(MAX_WINDOW_EVENTS, int, 10_000, 100, 50_000)
+    windows_ahead = r.number(WINDOWS_AHEAD, int, 2, 1, 4)
+    upload_concurrency = r.number(UPLOAD_CONCURRENCY, int, 2, 1, 8)
 
     if r.problems:
         raise ConfigurationError(r.problems)
@@ -240,6 +248,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         page_size=page_size,
         fetch_concurrency=concurrency,
         max_window_events=window_events,
+        windows_ahead=windows_ahead,
+        upload_concurrency=upload_concurrency,
     )
     if settings.nordpass_host not in KNOWN_NORDPASS_HOSTS and not _is_loopback(settings.nordpass_host):
         log.warning(

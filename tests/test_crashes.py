@@ -107,3 +107,42 @@ def test_killed_at_every_step_boundary_loses_nothing(
         assert all(v == 2 for v in duplicated.values())
     else:
         assert duplicated == {}
+
+
+@pytest.mark.parametrize("point", ["before_upload", "after_upload_before_commit", "during_commit_written"])
+def test_killed_with_uploads_in_flight_resends_at_most_those_requests(
+    sandbox: Sandbox, event_factory: EventFactory, point: str
+) -> None:
+    """With two uploads in flight, a killed process can leave two acknowledged batches
+    uncommitted: the next run sends those rows again (same EventIds), and nothing else twice."""
+    sb, f = sandbox, event_factory
+    in_flight_limit = 2
+    sb.overrides["NORDPASS_MAX_WINDOW_EVENTS"] = "6000"
+    sb.overrides["NORDPASS_UPLOAD_CONCURRENCY"] = str(in_flight_limit)
+    now = int(sb.clock.now())
+    source = f.background(now - 40 * 3_600, now - 61, per_minute=5)
+    sb.sim.add(source)
+
+    with sb.connector() as c:
+        _arm(c, point, 4)
+        with pytest.raises(Crash):
+            run_once(c)
+    crash_calls = list(sb.ingestion.calls)
+    # The batches of a window go out two at a time: several were sent before the crash.
+    assert len(crash_calls) >= 3
+    at_risk = sum(call.records for call in crash_calls[-in_flight_limit:])
+
+    for _ in range(10):
+        report = sb.tick(120)
+        assert report.outcome == "ok", report.error
+        if report.caught_up:
+            break
+    assert report.caught_up
+
+    delivered = sb.delivered()
+    assert set(delivered) == set(expected_ids(deliverable(source))), "events lost or invented"
+    duplicated = {k: v for k, v in delivered.items() if v > 1}
+    assert len(duplicated) <= at_risk
+    assert all(v == 2 for v in duplicated.values())
+    if point != "before_upload":
+        assert duplicated, "an acknowledged, uncommitted batch is expected to be sent again"
