@@ -60,7 +60,9 @@ def running_with_managed_identity(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"))
 
 
-def build_credential(settings: Settings, environ: Mapping[str, str], *, client_id: str | None = None) -> TokenCredential:
+def build_credential(
+    settings: Settings, environ: Mapping[str, str], *, client_id: str | None = None
+) -> TokenCredential:
     wanted = client_id or settings.azure_client_id
     if running_with_managed_identity(environ):
         # Not DefaultAzureCredential in Azure: a stray AZURE_CLIENT_SECRET would silently win over
@@ -134,7 +136,8 @@ def build_connector(
             per_page=settings.page_size,
             retrier=retrier,
             clock=clock,
-            max_connections=settings.fetch_concurrency + 2,
+            # Pages of the window reader's pool plus the first page of each window being read ahead.
+            max_connections=settings.fetch_concurrency + settings.windows_ahead + 1,
         )
         stack.callback(source.close)
         logs_client = build_logs_client(settings.data_collection_endpoint, credential)
@@ -156,7 +159,8 @@ def build_connector(
             clock=clock,
             per_page=settings.page_size,
             max_window_events=settings.max_window_events,
-            limit=ConcurrencyLimit(settings.fetch_concurrency),
+            # Every thread that can send a request: the page pool and each window reader's first page.
+            limit=ConcurrencyLimit(settings.fetch_concurrency + settings.windows_ahead + 1),
             retry_log=retry_log,
         )
         yield Connector(

@@ -70,7 +70,7 @@ class RunOptions:
     min_seconds_for_window: float = 3.0
     # Batches uploaded at once. A process killed between an acknowledgement and its commit sends
     # those rows again on the next run (same EventIds), so this also bounds that duplicate.
-    uploads_in_flight: int = 2
+    uploads_in_flight: int = 3
     # Backlog windows read ahead of the one being delivered (their events wait in memory).
     windows_ahead: int = 2
 

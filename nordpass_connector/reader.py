@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,7 @@ READ_ATTEMPTS = 3
 PAGE_MARGIN = 5
 SHRINK_HEADROOM = 0.8
 RATE_LIMIT_CAUSE = "nordpass:429"
+SLOT_WAIT_SECONDS = 0.05  # re-check period while every request slot is taken
 
 
 @dataclass
@@ -42,26 +45,55 @@ class FetchedWindow:
 
 @dataclass
 class ConcurrencyLimit:
-    """Additive-increase / multiplicative-decrease limit on pages in flight.
+    """Additive-increase / multiplicative-decrease limit on NordPass requests in flight.
 
-    It halves after a window during which NordPass answered 429 and grows by one after a window
-    read without one, within [1, ceiling].
+    One limit is shared by every window being read (windows are read ahead concurrently), so a
+    429 slows the connector as a whole, not each window on its own. It halves after a window
+    during which NordPass answered 429 and grows by one after a window read without one, within
+    [1, ceiling]. A request holds a slot (`slot()`) while it runs; the ceiling is every thread that
+    can send one, so the limit only bites after a 429.
     """
 
     ceiling: int
     current: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    in_flight: int = 0
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def __post_init__(self) -> None:
         self.current = self.current or self.ceiling
 
     def on_rate_limited(self) -> None:
-        with self._lock:
+        with self._changed:
             self.current = max(1, self.current // 2)
 
     def on_success(self) -> None:
-        with self._lock:
+        with self._changed:
             self.current = min(self.ceiling, self.current + 1)
+            self._changed.notify()
+
+    def try_acquire(self) -> bool:
+        with self._changed:
+            if self.in_flight >= self.current:
+                return False
+            self.in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self.in_flight -= 1
+            self._changed.notify()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._changed:
+            # The timeout only guards against a missed wake-up; a release notifies a waiter.
+            while self.in_flight >= self.current:
+                self._changed.wait(SLOT_WAIT_SECONDS)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.release()
 
 
 @dataclass
@@ -85,7 +117,7 @@ class WindowReader:
         try:
             if probe is not None:
                 started = self.clock.now()
-                head = self.source.fetch_page(Window(window.start, probe.end), 1, deadline=deadline)
+                head = self._fetch(Window(window.start, probe.end), 1, deadline)
                 if head.total is not None and head.total == probe.known_events:
                     tail = self._read(Window(probe.end, window.end), deadline=deadline)
                     return FetchedWindow(
@@ -107,13 +139,13 @@ class WindowReader:
         pages_requested = 0
         for attempt in range(1, READ_ATTEMPTS + 1):
             started = self.clock.now()
-            first = self.source.fetch_page(window, 1, deadline=deadline)
+            first = self._fetch(window, 1, deadline)
             pages_requested += 1
             while first.total is not None and first.total > self.max_window_events and window.span > 1:
                 narrower = max(1, int(window.span * self.max_window_events * SHRINK_HEADROOM / first.total))
                 window = Window(window.start, window.start + narrower)
                 started = self.clock.now()
-                first = self.source.fetch_page(window, 1, deadline=deadline)
+                first = self._fetch(window, 1, deadline)
                 pages_requested += 1
 
             pages = [first, *self._rest(window, first, deadline)]
@@ -149,6 +181,10 @@ class WindowReader:
             pages += self._sequential(window, last, deadline, stop_after=first.total_pages + PAGE_MARGIN)
         return pages
 
+    def _fetch(self, window: Window, number: int, deadline: Deadline) -> Page:
+        with self.limit.slot():
+            return self.source.fetch_page(window, number, deadline=deadline)
+
     def _concurrent(self, window: Window, numbers: list[int], deadline: Deadline) -> list[Page]:
         results: dict[int, Page] = {}
         pending: set[Future[Page]] = set()
@@ -156,9 +192,11 @@ class WindowReader:
         futures: dict[Future[Page], int] = {}
         try:
             while queue or pending:
+                # Each window queues at most `current` pages; the shared pool takes them oldest
+                # window first, and `_fetch` holds the shared slot only while the request runs.
                 while queue and len(pending) < self.limit.current:
                     number = queue.pop()
-                    future = self.executor.submit(self.source.fetch_page, window, number, deadline=deadline)
+                    future = self.executor.submit(self._fetch, window, number, deadline)
                     futures[future] = number
                     pending.add(future)
                 # Refill as soon as any page is back: waiting for the whole round would leave
@@ -178,7 +216,7 @@ class WindowReader:
         number = previous.number
         while number < stop_after:
             number += 1
-            page = self.source.fetch_page(window, number, deadline=deadline)
+            page = self._fetch(window, number, deadline)
             if not page.events:
                 break
             if page.events == previous.events:

@@ -102,10 +102,10 @@ class Settings:
     safety_delay_seconds: int = 60
     backfill_days: float = 7.0
     page_size: int = 100
-    fetch_concurrency: int = 16
+    fetch_concurrency: int = 32
     max_window_events: int = 10_000
     windows_ahead: int = 2
-    upload_concurrency: int = 2
+    upload_concurrency: int = 3
 
     @property
     def nordpass_host(self) -> str:
@@ -219,10 +219,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     delay = r.number(SAFETY_DELAY, int, 60, 0, 3_600)
     backfill = r.number(BACKFILL_DAYS, float, 7.0, 0.0, 89.0)
     page_size = r.number(PAGE_SIZE, int, 100, 1, 1_000)
-    concurrency = r.number(FETCH_CONCURRENCY, int, 16, 1, 64)
+    concurrency = r.number(FETCH_CONCURRENCY, int, 32, 1, 64)
     window_events = r.number(MAX_WINDOW_EVENTS, int, 10_000, 100, 50_000)
     windows_ahead = r.number(WINDOWS_AHEAD, int, 2, 1, 4)
-    upload_concurrency = r.number(UPLOAD_CONCURRENCY, int, 2, 1, 8)
+    upload_concurrency = r.number(UPLOAD_CONCURRENCY, int, 3, 1, 8)
 
     if r.problems:
         raise ConfigurationError(r.problems)
