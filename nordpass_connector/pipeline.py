@@ -55,7 +55,10 @@ from .retry import Deadline, RetryLog
 log = logging.getLogger(__name__)
 
 MIN_SPAN_SECONDS = 60
-WINDOW_FILL_TARGET = 0.6  # aim new windows at 60 % of the event cap so most need no narrowing
+# Aim new windows at 40 % of the event cap: most need no narrowing, and the windows held at once
+# (one being delivered, `windows_ahead` read ahead) stay near 12,000 events: 1M events with 60 %
+# took 35 s and 138 MB peak, with 40 % 37 s and 125 MB.
+WINDOW_FILL_TARGET = 0.4
 
 
 @dataclass(frozen=True)
