@@ -16,16 +16,7 @@ from nordpass_connector.cursor import DIGEST_BYTES, Ledger
 from nordpass_connector.dedup import ledger_key, select_new
 from nordpass_connector.mapping import PreparedEvent, prepare, to_row
 from nordpass_connector.ports import Batch
-
-BASE: dict[str, Any] = {
-    "type": "login",
-    "action": "user_login_failed",
-    "timestamp": 1738848413,
-    "organization_uuid": "org-1",
-    "user": {"uuid": "u-1", "email": "ann@example.com"},
-    "initiator": "ann@example.com",
-    "metadata": {"ip_address": "203.0.113.7", "provider": "nordpass", "platform": "web"},
-}
+from tests.test_mapping import BASE  # the same documented event the mapping tests start from
 
 
 class Metadata(dict[str, Any]):
