@@ -81,7 +81,6 @@ class NordPassClient:
         if problems:
             raise ConfigurationError(problems)
 
-        self.endpoint_url = endpoint_url
         self.host = url.host if url.port is None else f"{url.host}:{url.port}"
         self.per_page = per_page
         self.timeout = timeout

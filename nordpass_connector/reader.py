@@ -71,13 +71,6 @@ class ConcurrencyLimit:
             self.current = min(self.ceiling, self.current + 1)
             self._changed.notify()
 
-    def try_acquire(self) -> bool:
-        with self._changed:
-            if self.in_flight >= self.current:
-                return False
-            self.in_flight += 1
-            return True
-
     def release(self) -> None:
         with self._changed:
             self.in_flight -= 1

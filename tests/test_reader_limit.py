@@ -93,14 +93,27 @@ def test_a_429_halves_the_limit_for_every_window() -> None:
 
 def test_limit_slots() -> None:
     limit = ConcurrencyLimit(2)
-    assert limit.try_acquire() and limit.try_acquire()
-    assert not limit.try_acquire()
-    limit.on_rate_limited()
-    limit.release()
-    assert not limit.try_acquire(), "one in flight is already the halved limit"
-    limit.release()
+    with limit.slot(), limit.slot():
+        assert limit.in_flight == 2
+        limit.on_rate_limited()
+        assert limit.current == 1
+    assert limit.in_flight == 0
     with limit.slot():
-        assert limit.in_flight == 1
+        # A third party now has to wait until the slot is given back.
+        started = threading.Event()
+        entered = threading.Event()
+
+        def third() -> None:
+            started.set()
+            with limit.slot():
+                entered.set()
+
+        waiter = threading.Thread(target=third)
+        waiter.start()
+        started.wait(1)
+        assert not entered.wait(0.2), "the halved limit admitted a second request"
+    assert entered.wait(1), "a released slot must admit the waiting request"
+    waiter.join(1)
     assert limit.in_flight == 0
     for _ in range(5):
         limit.on_success()
