@@ -359,6 +359,28 @@ class TickLine:
     seconds: float
     error: str | None = None
 
+    @classmethod
+    def from_report(
+        cls, report: dict[str, Any], *, tick: int, phase: str, new_events: int, seconds: float
+    ) -> TickLine:
+        """One line of the tick table from the run report the timer logged."""
+        return cls(
+            tick=tick,
+            phase=phase,
+            new_events=new_events,
+            outcome=str(report.get("outcome", "failed")),
+            sent=int(report.get("sent") or 0),
+            windows=int(report.get("windows") or 0),
+            pages=int(report.get("pages") or 0),
+            fetched=int(report.get("fetched") or 0),
+            deduplicated=int(report.get("deduplicated") or 0),
+            requests=int(report.get("ingestion_requests") or 0),
+            lag_seconds=report.get("lag_seconds"),
+            caught_up=bool(report.get("caught_up")),
+            seconds=seconds,
+            error=report.get("error"),
+        )
+
 
 @dataclass
 class DemoResult:
@@ -623,21 +645,12 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
                 f'(SELECT 1 FROM {INGESTION_TABLE} d WHERE d."EventId" = t."EventId")',
                 [stamp],
             )
-            line = TickLine(
+            line = TickLine.from_report(
+                report,
                 tick=len(ticks) + 1,
                 phase=phase,
                 new_events=new_events,
-                outcome=str(report.get("outcome", "failed")),
-                sent=int(report.get("sent") or 0),
-                windows=int(report.get("windows") or 0),
-                pages=int(report.get("pages") or 0),
-                fetched=int(report.get("fetched") or 0),
-                deduplicated=int(report.get("deduplicated") or 0),
-                requests=int(report.get("ingestion_requests") or 0),
-                lag_seconds=report.get("lag_seconds"),
-                caught_up=bool(report.get("caught_up")),
                 seconds=round(time.monotonic() - t0, 1),
-                error=report.get("error"),
             )
             ticks.append(line)
             _out(_tick_text(line))
@@ -937,21 +950,8 @@ def run_real(settings_file: Path) -> int:
     )
     with captured_reports() as capture:
         report = call_timer(capture)
-    line = TickLine(
-        tick=1,
-        phase="real",
-        new_events=0,
-        outcome=str(report.get("outcome", "failed")),
-        sent=int(report.get("sent") or 0),
-        windows=int(report.get("windows") or 0),
-        pages=int(report.get("pages") or 0),
-        fetched=int(report.get("fetched") or 0),
-        deduplicated=int(report.get("deduplicated") or 0),
-        requests=int(report.get("ingestion_requests") or 0),
-        lag_seconds=report.get("lag_seconds"),
-        caught_up=bool(report.get("caught_up")),
-        seconds=float(report.get("duration_seconds") or 0),
-        error=report.get("error"),
+    line = TickLine.from_report(
+        report, tick=1, phase="real", new_events=0, seconds=float(report.get("duration_seconds") or 0)
     )
     if line.outcome != "ok":
         _out(f"run failed: {line.error or 'see the log above'}")
