@@ -1,11 +1,36 @@
-"""Generate `deploy/azuredeploy.json`, the template behind the Deploy to Azure button.
+"""Generate the deployment files: the Deploy to Azure template, the content-only template and the
+portal form.
 
-The template is generated rather than hand-written so that the table schema and the DCR stream
-declaration come from `nordpass_connector.schema` and cannot drift from the row the connector sends,
-and so that the analytic rules and the workbook in `content/` are embedded exactly as reviewed.
+The templates are generated rather than hand-written so that the table schemas and the DCR stream
+declarations come from `nordpass_connector.schema` and cannot drift from the rows the connector
+sends, and so that the Sentinel content in `content/` is embedded exactly as reviewed (and as
+Sentinel's own rule validation accepts it, see `content/rule_constraints.py`).
 
-    python -m deploy.build_template          # write deploy/azuredeploy.json
-    python -m deploy.build_template --check  # exit 1 if the committed file is stale
+    python -m deploy.build_template          # write the generated files below
+    python -m deploy.build_template --check  # exit 1 if a committed file is stale
+
+| File | What |
+|---|---|
+| `deploy/azuredeploy.json` | The connector (identity, storage, Key Vault, tables, DCR, function app, roles) and, behind the `deploySentinelContent` switch, the Sentinel content. As committed it carries **no code package**: only a release build knows the repository, tag and SHA-256 of a package that exists. `make release` (deploy/release.py) stamps a copy that adds the pinned package. |
+| `deploy/sentinel-content.json` | The tables and the Sentinel content alone, deployed into the workspace's resource group: how to (re)deploy content without touching the connector or re-entering the token. |
+| `deploy/createUiDefinition.json` | The portal form of the Deploy to Azure button (see deploy/ui_definition.py). |
+
+Resource graph (dependsOn, nested deployments included):
+
+- identity, storage (+ deployment container, checkpoint table), Key Vault (+ secret), Application
+  Insights, plan: independent;
+- role assignments: the identity and their scope;
+- **tables** deployment (workspace resource group): the custom tables, nothing else;
+- **DCR** deployment: the identity and the tables deployment (a DCR output stream must exist as a table);
+- function app: everything above except content; publishing policies and (release) onedeploy: the app;
+- **content** deployment (workspace resource group, `deploySentinelContent`): the tables deployment only.
+
+Nothing depends on content, so a rule that Sentinel rejects, or a new table that is not yet
+queryable, fails the content deployment alone while ingestion is set up.
+
+Extending: a new kind of Sentinel content is one more function in `CONTENT_BUILDERS` (it gets the
+loaded content and the workspace expressions, and returns resources). A new custom table is one more
+`CustomTable` in `CUSTOM_TABLES`: the tables deployment and the DCR stream declarations follow.
 """
 
 from __future__ import annotations
@@ -14,20 +39,25 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.package import zip_name
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "deploy" / "azuredeploy.json"
-RELEASE_PATH = REPO_ROOT / "deploy" / "release.json"
+CONTENT_TEMPLATE_PATH = REPO_ROOT / "deploy" / "sentinel-content.json"
+UI_DEFINITION_PATH = REPO_ROOT / "deploy" / "createUiDefinition.json"
 RULES_DIR = REPO_ROOT / "content" / "analytic-rules"
 WORKBOOK_PATH = REPO_ROOT / "content" / "workbooks" / "NordPass.workbook.json"
 
 Json = dict[str, Any]
+
+TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 
 # One API version per resource type. Where `shared/arm-schemas` vendors a schema, this is that
 # version (the tests hold us to it); the two types without a vendored schema are listed in
@@ -87,6 +117,9 @@ DEPLOYMENT_CONTAINER = "app-package"
 MAX_INSTANCE_COUNT = 40
 INSTANCE_MEMORY_MB = 2048
 PYTHON_VERSION = "3.11"
+# Deployment names in the content-only template (the main template adds its name suffix).
+STANDALONE_TABLES_DEPLOYMENT = "nordpass-sentinel-tables"
+STANDALONE_CONTENT_DEPLOYMENT = "nordpass-sentinel-content"
 
 # Every app setting the template writes, in template order. The tests compare this with what the
 # connector reads (`nordpass_connector.settings.SETTING_NAMES`).
@@ -110,6 +143,10 @@ VERIFY_KQL = (
     f"{schema.TABLE_NAME} | where TimeGenerated > ago(1d) | summarize Events = count(), "
     "LatestEvent = max(TimeGenerated), LatestIngestion = max(ingestion_time())"
 )
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- small helpers for ARM expressions --------------------------------------------------------
@@ -174,23 +211,56 @@ def escape_literal(value: Any) -> Any:
 # --- release pin ---------------------------------------------------------------------------------
 
 
-def load_release() -> Json:
-    release: Json = json.loads(RELEASE_PATH.read_text(encoding="utf-8"))
-    if release["version"] != CONNECTOR_VERSION:
-        raise ValueError(
-            f"{RELEASE_PATH.name} pins version {release['version']} but nordpass_connector is "
-            f"{CONNECTOR_VERSION}; run `python -m deploy.package --record` after building the release"
-        )
-    return release
+@dataclass(frozen=True)
+class ReleasePin:
+    """The published code package a release template installs: where it is and what it hashes to."""
+
+    repository: str
+    tag: str
+    package_sha256: str
+
+    def __post_init__(self) -> None:
+        if not _REPOSITORY.match(self.repository):
+            raise ValueError(f"repository {self.repository!r} is not <owner>/<name>")
+        if not _TAG.match(self.tag):
+            raise ValueError(f"tag {self.tag!r} is not v<major>.<minor>.<patch>")
+        if not _SHA256.match(self.package_sha256):
+            raise ValueError(f"package SHA-256 {self.package_sha256!r} is not 64 lowercase hex digits")
+
+    @property
+    def version(self) -> str:
+        return self.tag[1:]
+
+    def asset_url(self, file_name: str) -> str:
+        """The immutable download URL of one asset of this release."""
+        return f"https://github.com/{self.repository}/releases/download/{self.tag}/{file_name}"
+
+    @property
+    def package_uri(self) -> str:
+        return self.asset_url(zip_name(self.version))
 
 
-def package_uri(release: Mapping[str, Any]) -> str:
-    """The immutable, versioned GitHub release asset URL of the function zip."""
-    version = release["version"]
-    return (
-        f"https://github.com/{release['repository']}/releases/download/v{version}/"
-        f"nordpass-sentinel-connector-{version}.zip"
-    )
+# --- custom tables: one entry per table, each with its DCR stream --------------------------------
+
+
+@dataclass(frozen=True)
+class CustomTable:
+    name: str
+    stream: str
+    table_columns: list[dict[str, str]]
+    stream_declaration: Mapping[str, object]
+    description: str
+
+
+CUSTOM_TABLES: tuple[CustomTable, ...] = (
+    CustomTable(
+        name=schema.TABLE_NAME,
+        stream=schema.DEFAULT_STREAM_NAME,
+        table_columns=schema.table_columns(),
+        stream_declaration=schema.stream_declaration(),
+        description="NordPass Activity API events",
+    ),
+)
 
 
 # --- content: analytic rules and workbook ----------------------------------------------------------
@@ -209,6 +279,7 @@ _TRIGGER_OPERATORS = {
 _REQUIRED_RULE_KEYS = (
     "id",
     "name",
+    "description",
     "query",
     "severity",
     "queryFrequency",
@@ -247,7 +318,7 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
         raise ValueError(f"{source}: unknown triggerOperator {rule['triggerOperator']!r}")
     props: Json = {
         "displayName": rule["name"],
-        "description": _unquote(str(rule.get("description", "")).strip()),
+        "description": _unquote(str(rule["description"]).strip()),
         "severity": rule["severity"],
         "enabled": bool(rule.get("enabled", True)),
         "query": str(rule["query"]).strip(),
@@ -259,8 +330,9 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
             rule.get("suppressionDuration", "PT5H"), field="suppressionDuration", source=source
         ),
         "suppressionEnabled": bool(rule.get("suppressionEnabled", False)),
-        "tactics": list(rule.get("tactics") or []),
     }
+    if rule.get("tactics"):
+        props["tactics"] = list(rule["tactics"])
     # The API's `techniques` takes parent technique ids only; sub-techniques (T1078.004) are
     # folded into their parent rather than rejected.
     techniques: list[str] = []
@@ -268,7 +340,8 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
         parent = str(technique).split(".", 1)[0]
         if parent not in techniques:
             techniques.append(parent)
-    props["techniques"] = techniques
+    if techniques:
+        props["techniques"] = techniques
     for key in ("entityMappings", "customDetails", "alertDetailsOverride", "eventGroupingSettings"):
         if rule.get(key):
             props[key] = rule[key]
@@ -280,15 +353,24 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
             grouping["lookbackDuration"] = iso_duration(
                 grouping["lookbackDuration"], field="lookbackDuration", source=source
             )
+        if grouping:
+            # Upstream YAML writes `groupByAlertDetails: []` for "none"; the API omits them instead.
+            for key in [k for k, value in grouping.items() if value == []]:
+                del grouping[key]
         props["incidentConfiguration"] = incident
     return props
 
 
 def load_rules(rules_dir: Path = RULES_DIR) -> list[tuple[str, Json]]:
-    """(rule id, API properties) for every `*.yaml` rule, in file-name order."""
+    """(rule id, API properties) for every `*.yaml` rule, in file-name order.
+
+    A rule that breaks a limit Sentinel enforces is refused here, before it can fail a deployment.
+    """
     if not rules_dir.is_dir():
         return []
     import yaml  # type: ignore[import-untyped]  # only needed when content exists
+
+    from content import rule_constraints
 
     rules: list[tuple[str, Json]] = []
     seen: set[str] = set()
@@ -300,9 +382,10 @@ def load_rules(rules_dir: Path = RULES_DIR) -> list[tuple[str, Json]]:
         kind = str(rule.get("kind", "Scheduled"))
         if kind != "Scheduled":
             raise ValueError(f"{source}: kind {kind!r}; only Scheduled rules are deployed")
-        rule_id = str(rule.get("id", ""))
-        if not re.fullmatch(r"[0-9a-fA-F-]{36}", rule_id):
-            raise ValueError(f"{source}: id {rule_id!r} is not a GUID")
+        problems = rule_constraints.check_yaml(rule, source)
+        if problems:
+            raise ValueError(f"{source}: Sentinel would reject this rule: " + "; ".join(map(str, problems)))
+        rule_id = str(rule["id"])
         if rule_id in seen:
             raise ValueError(f"{source}: duplicate rule id {rule_id}")
         seen.add(rule_id)
@@ -318,72 +401,127 @@ def load_workbook(path: Path = WORKBOOK_PATH) -> str | None:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-# --- nested template: resources in the workspace's resource group ------------------------------
+@dataclass(frozen=True)
+class SentinelContent:
+    """Everything that goes into the content deployment, loaded from `content/`."""
+
+    rules: Sequence[tuple[str, Json]] = ()
+    workbook: str | None = None
+
+    @classmethod
+    def load(cls) -> SentinelContent:
+        return cls(rules=load_rules(), workbook=load_workbook())
 
 
-def content_template(rules: list[tuple[str, Json]], workbook: str | None) -> Json:
-    """Table (always), analytic rules and workbook: they must live next to the workspace."""
-    ws = p("workspaceName")
-    table_id = rid("Microsoft.OperationalInsights/workspaces/tables", ws, lit(schema.TABLE_NAME))
-    workspace_id = rid("Microsoft.OperationalInsights/workspaces", ws)
-    parameters: Json = {"workspaceName": {"type": "string"}}
-    resources: list[Json] = [
+@dataclass(frozen=True)
+class Workspace:
+    """Expression bodies for the workspace, as seen from inside the content template."""
+
+    name: str = field(default_factory=lambda: p("workspaceName"))
+    location: str = field(default_factory=lambda: p("workspaceLocation"))
+
+    @property
+    def resource_id(self) -> str:
+        return rid("Microsoft.OperationalInsights/workspaces", self.name)
+
+
+def analytic_rule_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    return [
         {
-            "type": "Microsoft.OperationalInsights/workspaces/tables",
-            "apiVersion": api("Microsoft.OperationalInsights/workspaces/tables"),
-            "name": child_name(ws, lit(schema.TABLE_NAME)),
+            "type": "Microsoft.SecurityInsights/alertRules",
+            "apiVersion": api("Microsoft.SecurityInsights/alertRules"),
+            "scope": x(workspace.resource_id),
+            "name": rule_id,
+            "kind": "Scheduled",
+            "properties": escape_literal(props),
+        }
+        for rule_id, props in content.rules
+    ]
+
+
+def workbook_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    if content.workbook is None:
+        return []
+    return [
+        {
+            "type": "Microsoft.Insights/workbooks",
+            "apiVersion": api("Microsoft.Insights/workbooks"),
+            "name": x(f"guid({workspace.resource_id}, 'nordpass-workbook')"),
+            "location": x(workspace.location),
+            "kind": "shared",
             "properties": {
-                # Analytics, not Basic: scheduled analytic rules cannot query Basic-plan tables.
-                "plan": "Analytics",
-                "schema": {"name": schema.TABLE_NAME, "columns": schema.table_columns()},
+                "displayName": "NordPass",
+                "serializedData": escape_literal(content.workbook),
+                "version": "1.0",
+                "sourceId": x(workspace.resource_id),
+                "category": "sentinel",
             },
         }
     ]
-    if rules or workbook is not None:
-        parameters["deploySentinelContent"] = {"type": "bool"}
-    for rule_id, props in rules:
-        resources.append(
-            {
-                "condition": x(p("deploySentinelContent")),
-                "type": "Microsoft.SecurityInsights/alertRules",
-                "apiVersion": api("Microsoft.SecurityInsights/alertRules"),
-                "scope": x(workspace_id),
-                "name": rule_id,
-                "kind": "Scheduled",
-                "properties": escape_literal(props),
-                # The rule's query is validated against the table when the rule is saved.
-                "dependsOn": [x(table_id)],
-            }
-        )
-    if workbook is not None:
-        parameters["workspaceLocation"] = {"type": "string"}
-        resources.append(
-            {
-                "condition": x(p("deploySentinelContent")),
-                "type": "Microsoft.Insights/workbooks",
-                "apiVersion": api("Microsoft.Insights/workbooks"),
-                "name": x(f"guid({workspace_id}, 'nordpass-workbook')"),
-                "location": x(p("workspaceLocation")),
-                "kind": "shared",
-                "properties": {
-                    "displayName": "NordPass",
-                    "serializedData": escape_literal(workbook),
-                    "version": "1.0",
-                    "sourceId": x(workspace_id),
-                    "category": "sentinel",
-                },
-                "dependsOn": [x(table_id)],
-            }
-        )
-    return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+
+
+# Each builder turns loaded content into resources of the content deployment. They may use the
+# parameters `workspaceName` and `workspaceLocation` (the template declares those that are used).
+ContentBuilder = Callable[[SentinelContent, Workspace], list[Json]]
+CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (analytic_rule_resources, workbook_resources)
+
+
+def content_resources(content: SentinelContent) -> list[Json]:
+    workspace = Workspace()
+    return [resource for build in CONTENT_BUILDERS for resource in build(content, workspace)]
+
+
+# --- nested templates -----------------------------------------------------------------------------
+
+
+def _inner_template(parameters: Json, resources: list[Json], outputs: Json | None = None) -> Json:
+    template: Json = {
+        "$schema": TEMPLATE_SCHEMA,
         "contentVersion": "1.0.0.0",
         "parameters": parameters,
         "resources": resources,
     }
+    if outputs:
+        template["outputs"] = outputs
+    return template
 
 
-# --- nested template: the DCR (needs the workspace's region) ------------------------------------
+def tables_template() -> Json:
+    """The custom tables, alone: the DCR and the content both wait for this deployment."""
+    ws = p("workspaceName")
+    resources = [
+        {
+            "type": "Microsoft.OperationalInsights/workspaces/tables",
+            "apiVersion": api("Microsoft.OperationalInsights/workspaces/tables"),
+            "name": child_name(ws, lit(table.name)),
+            "properties": {
+                # Analytics, not Basic: scheduled analytic rules cannot query Basic-plan tables.
+                "plan": "Analytics",
+                "schema": {"name": table.name, "columns": table.table_columns},
+            },
+        }
+        for table in CUSTOM_TABLES
+    ]
+    return _inner_template({"workspaceName": {"type": "string"}}, resources)
+
+
+def content_template(resources: list[Json]) -> Json:
+    """Sentinel content; it lives in the workspace's resource group."""
+    parameters: Json = {"workspaceName": {"type": "string"}}
+    if any("parameters('workspaceLocation')" in text for text in _strings(resources)):
+        parameters["workspaceLocation"] = {"type": "string"}
+    return _inner_template(parameters, resources)
+
+
+def _strings(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _strings(item)
 
 
 def dcr_template() -> Json:
@@ -393,17 +531,15 @@ def dcr_template() -> Json:
     dcr = p("dcrName")
     dcr_id = rid("Microsoft.Insights/dataCollectionRules", dcr)
     dcr_ref = f"reference({dcr_id}, {lit(api('Microsoft.Insights/dataCollectionRules'))})"
-    return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {
+    return _inner_template(
+        {
             "dcrName": {"type": "string"},
             "location": {"type": "string"},
             "workspaceResourceId": {"type": "string"},
             "principalId": {"type": "string"},
             "identityResourceId": {"type": "string"},
         },
-        "resources": [
+        [
             {
                 "type": "Microsoft.Insights/dataCollectionRules",
                 "apiVersion": api("Microsoft.Insights/dataCollectionRules"),
@@ -412,8 +548,9 @@ def dcr_template() -> Json:
                 # Direct: the DCR gets its own logsIngestion endpoint, so no DCE is needed.
                 "kind": "Direct",
                 "properties": {
-                    "description": "NordPass Activity API events -> " + schema.TABLE_NAME,
-                    "streamDeclarations": {schema.DEFAULT_STREAM_NAME: schema.stream_declaration()},
+                    "description": "NordPass connector: "
+                    + "; ".join(f"{t.description} -> {t.name}" for t in CUSTOM_TABLES),
+                    "streamDeclarations": {t.stream: dict(t.stream_declaration) for t in CUSTOM_TABLES},
                     "destinations": {
                         "logAnalytics": [
                             {"name": "workspace", "workspaceResourceId": x(p("workspaceResourceId"))}
@@ -421,12 +558,13 @@ def dcr_template() -> Json:
                     },
                     "dataFlows": [
                         {
-                            "streams": [schema.DEFAULT_STREAM_NAME],
+                            "streams": [t.stream],
                             "destinations": ["workspace"],
                             # The row already carries TimeGenerated = event time; pass it through.
                             "transformKql": "source",
-                            "outputStream": schema.DEFAULT_STREAM_NAME,
+                            "outputStream": t.stream,
                         }
+                        for t in CUSTOM_TABLES
                     ],
                 },
             },
@@ -459,7 +597,7 @@ def dcr_template() -> Json:
                 "dependsOn": [x(dcr_id)],
             },
         ],
-        "outputs": {
+        {
             "dcrResourceId": {"type": "string", "value": x(dcr_id)},
             "immutableId": {"type": "string", "value": x(f"{dcr_ref}.immutableId")},
             "logsIngestionEndpoint": {
@@ -467,19 +605,53 @@ def dcr_template() -> Json:
                 "value": x(f"{dcr_ref}.endpoints.logsIngestion"),
             },
         },
+    )
+
+
+def nested_deployment(
+    name: str, template: Json, parameters: Json, *, resource_group: str | None = None
+) -> Json:
+    """An inner-scoped nested deployment: its expressions see only its own parameters."""
+    deployment: Json = {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": api("Microsoft.Resources/deployments"),
+        "name": name,
     }
+    if resource_group is not None:
+        deployment["resourceGroup"] = resource_group
+    deployment["properties"] = {
+        "mode": "Incremental",
+        "expressionEvaluationOptions": {"scope": "inner"},
+        "parameters": parameters,
+        "template": template,
+    }
+    return deployment
+
+
+def _workspace_location(workspace_id: str) -> str:
+    workspace_api = lit(api("Microsoft.OperationalInsights/workspaces"))
+    return f"reference({workspace_id}, {workspace_api}, 'Full').location"
+
+
+def _content_parameters(template: Json, workspace_name: str, workspace_id: str) -> Json:
+    values: Json = {"workspaceName": {"value": x(workspace_name)}}
+    if "workspaceLocation" in template["parameters"]:
+        values["workspaceLocation"] = {"value": x(_workspace_location(workspace_id))}
+    return values
 
 
 # --- the main template ---------------------------------------------------------------------------
 
 
-def _parameters(release: Mapping[str, Any], with_content: bool) -> Json:
+def _parameters(release: ReleasePin | None, with_content: bool) -> Json:
     endpoint_help = (
         f"NordPass Activity API URL of your organisation's region. EU: {EU_ENDPOINT} ; US: {US_ENDPOINT}"
     )
     params: Json = {
         "workspaceName": {
             "type": "string",
+            "minLength": 4,
+            "maxLength": 63,
             "metadata": {"description": "Name of the Log Analytics workspace that has Microsoft Sentinel."},
         },
         "workspaceResourceGroup": {
@@ -502,8 +674,9 @@ def _parameters(release: Mapping[str, Any], with_content: bool) -> Json:
             "type": "securestring",
             "minLength": 1,
             "metadata": {
-                "description": "NordPass Activity API token. Stored only as a Key Vault secret; redeploy "
-                "with a new token to rotate it (a new secret version is created)."
+                "description": "NordPass Activity API token. Stored only as a Key Vault secret. A redeploy "
+                "with a new token writes a new secret version, and the app switches to it at once (its "
+                "setting names that version)."
             },
         },
         "location": {
@@ -538,32 +711,34 @@ def _parameters(release: Mapping[str, Any], with_content: bool) -> Json:
                 "connector side by side."
             },
         },
-        "packageUri": {
-            "type": "string",
-            "defaultValue": package_uri(release),
-            "metadata": {
-                "description": "Immutable URL of the function package (a versioned release asset, never a "
-                "branch).",
-                "packageVersion": release["version"],
-                "packageSha256": release["packageSha256"],
-            },
-        },
     }
+    if release is not None:
+        params["packageUri"] = {
+            "type": "string",
+            "defaultValue": release.package_uri,
+            "metadata": {
+                "description": f"Immutable URL of the function package: the {release.tag} release asset. "
+                "Its SHA-256 is in packageSha256 (and in the release's .sha256 asset).",
+                "packageVersion": release.version,
+                "packageSha256": release.package_sha256,
+            },
+        }
     if with_content:
         params["deploySentinelContent"] = {
             "type": "bool",
             "defaultValue": True,
             "metadata": {
-                "description": "Deploy the NordPass analytic rules and workbook into the workspace. "
-                "Needs Microsoft Sentinel enabled on it."
+                "description": "Deploy the NordPass analytic rules and workbook into the workspace (needs "
+                "Microsoft Sentinel on it). Ingestion never waits for them: if content fails, redeploy "
+                "it alone with sentinel-content.json."
             },
         }
     return params
 
 
-def _variables(release: Mapping[str, Any]) -> Json:
+def _variables(release: ReleasePin | None, with_content: bool) -> Json:
     base = v("baseName")
-    return {
+    variables: Json = {
         "suffix": x(f"toLower({p('nameSuffix')})"),
         "prefix": x(f"toLower({p('namePrefix')})"),
         "baseName": x(f"format('{{0}}-{{1}}', {v('prefix')}, {v('suffix')})"),
@@ -576,7 +751,7 @@ def _variables(release: Mapping[str, Any]) -> Json:
         "planName": x(f"format('plan-{{0}}', {base})"),
         "functionAppName": x(f"format('func-{{0}}', {base})"),
         "dcrName": x(f"format('dcr-{{0}}', {base})"),
-        "contentDeploymentName": x(f"format('nordpass-content-{{0}}', {v('suffix')})"),
+        "tablesDeploymentName": x(f"format('nordpass-tables-{{0}}', {v('suffix')})"),
         "dcrDeploymentName": x(f"format('nordpass-dcr-{{0}}', {v('suffix')})"),
         "secretName": SECRET_NAME,
         "deploymentContainerName": DEPLOYMENT_CONTAINER,
@@ -586,9 +761,13 @@ def _variables(release: Mapping[str, Any]) -> Json:
         "checkpointTableName": CHECKPOINT_TABLE_NAME,
         "streamName": schema.DEFAULT_STREAM_NAME,
         "workspaceResourceId": x(_workspace_id_expression()),
-        "defaultPackageUri": package_uri(release),
-        "defaultPackageSha256": release["packageSha256"],
     }
+    if with_content:
+        variables["contentDeploymentName"] = x(f"format('nordpass-content-{{0}}', {v('suffix')})")
+    if release is not None:
+        variables["defaultPackageUri"] = release.package_uri
+        variables["defaultPackageSha256"] = release.package_sha256
+    return variables
 
 
 def _workspace_id_expression() -> str:
@@ -598,14 +777,37 @@ def _workspace_id_expression() -> str:
     )
 
 
-def build_template(
-    rules: list[tuple[str, Json]] | None = None,
-    workbook: str | None = None,
-    release: Mapping[str, Any] | None = None,
-) -> Json:
-    release = load_release() if release is None else release
-    rules = [] if rules is None else rules
-    with_content = bool(rules) or workbook is not None
+def _metadata(release: ReleasePin | None) -> Json:
+    metadata: Json = {
+        "description": "NordPass Activity API -> Microsoft Sentinel connector (Azure Functions Flex "
+        "Consumption, Logs Ingestion API, managed identity only).",
+        "generator": "deploy/build_template.py (do not edit the generated files by hand)",
+        "connectorVersion": CONNECTOR_VERSION,
+    }
+    if release is None:
+        metadata["codePackage"] = (
+            "None: this template as committed deploys no code. Use a release's azuredeploy.json (the "
+            "Deploy to Azure button), which pins the release's package by URL and SHA-256, or deploy a "
+            "locally built package after this template (python -m deploy.from_clone)."
+        )
+    else:
+        metadata["repository"] = release.repository
+        metadata["releaseTag"] = release.tag
+        metadata["packageUri"] = release.package_uri
+        metadata["packageSha256"] = release.package_sha256
+    return metadata
+
+
+def build_template(content: SentinelContent | None = None, release: ReleasePin | None = None) -> Json:
+    """The Deploy to Azure template; with `release`, the stamped copy that installs that package."""
+    content = SentinelContent() if content is None else content
+    if release is not None and release.version != CONNECTOR_VERSION:
+        raise ValueError(
+            f"release {release.tag} does not match the connector version {CONNECTOR_VERSION} "
+            "(nordpass_connector/__init__.py)"
+        )
+    extra_content = content_resources(content)
+    with_content = bool(extra_content)
 
     identity_id = rid("Microsoft.ManagedIdentity/userAssignedIdentities", v("identityName"))
     identity_ref = ref("Microsoft.ManagedIdentity/userAssignedIdentities", v("identityName"))
@@ -636,14 +838,12 @@ def build_template(
     scm_policy_id = rid(
         "Microsoft.Web/sites/basicPublishingCredentialsPolicies", v("functionAppName"), "'scm'"
     )
-    content_deployment_id_in_ws_rg = (
+    tables_deployment_id = (
         f"resourceId({p('workspaceResourceGroup')}, 'Microsoft.Resources/deployments', "
-        f"{v('contentDeploymentName')})"
+        f"{v('tablesDeploymentName')})"
     )
     dcr_deployment_id = rid("Microsoft.Resources/deployments", v("dcrDeploymentName"))
     dcr_outputs = f"reference({dcr_deployment_id}, {lit(api('Microsoft.Resources/deployments'))}).outputs"
-    workspace_api = lit(api("Microsoft.OperationalInsights/workspaces"))
-    workspace_location = f"reference({v('workspaceResourceId')}, {workspace_api}, 'Full').location"
 
     def role_assignment(role_guid: str, scope_id: str, description: str, depends: list[str]) -> Json:
         return {
@@ -669,8 +869,13 @@ def build_template(
         ("AzureWebJobsStorage__clientId", x(f"{identity_ref}.clientId")),
         ("APPLICATIONINSIGHTS_CONNECTION_STRING", x(f"{appi_ref}.ConnectionString")),
         ("NORDPASS_ENDPOINT_URL", x(p("nordPassEndpointUrl"))),
-        # Unversioned on purpose: the app picks up a new secret version (rotation) by itself.
-        ("NORDPASS_TOKEN", x(f"format('@Microsoft.KeyVault(SecretUri={{0}})', {secret_ref}.secretUri)")),
+        # Versioned on purpose: a deployment with a new token writes a new secret version, so this
+        # value changes and the platform restarts the app with the new token at once. An unversioned
+        # reference would keep serving the cached old token for up to a day.
+        (
+            "NORDPASS_TOKEN",
+            x(f"format('@Microsoft.KeyVault(SecretUri={{0}})', {secret_ref}.secretUriWithVersion)"),
+        ),
         ("DATA_COLLECTION_ENDPOINT", x(f"{dcr_outputs}.logsIngestionEndpoint.value")),
         ("DCR_IMMUTABLE_ID", x(f"{dcr_outputs}.immutableId.value")),
         ("DCR_STREAM_NAME", x(v("streamName"))),
@@ -680,18 +885,13 @@ def build_template(
     if tuple(name for name, _ in app_settings) != APP_SETTING_NAMES:
         raise AssertionError("APP_SETTING_NAMES must list the app settings in template order")
 
-    content_parameters: Json = {"workspaceName": {"value": x(p("workspaceName"))}}
-    if with_content:
-        content_parameters["deploySentinelContent"] = {"value": x(p("deploySentinelContent"))}
-    if workbook is not None:
-        content_parameters["workspaceLocation"] = {"value": x(workspace_location)}
-
     resources: list[Json] = [
         {
             "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
             "apiVersion": api("Microsoft.ManagedIdentity/userAssignedIdentities"),
             "name": x(v("identityName")),
             "location": x(p("location")),
+            # The resource has no settable properties, but its schema requires the object.
             "properties": {},
         },
         {
@@ -736,7 +936,6 @@ def build_template(
             "type": "Microsoft.Storage/storageAccounts/tableServices/tables",
             "apiVersion": api("Microsoft.Storage/storageAccounts/tableServices/tables"),
             "name": child_name(v("storageAccountName"), "'default'", v("checkpointTableName")),
-            "properties": {},
             "dependsOn": [x(storage_id)],
         },
         {
@@ -762,7 +961,7 @@ def build_template(
             "apiVersion": api("Microsoft.KeyVault/vaults/secrets"),
             "name": child_name(v("keyVaultName"), v("secretName")),
             "properties": {
-                # Each deployment writes a new version; the app's unversioned reference follows it.
+                # Each deployment writes a new version; the app setting names that version.
                 "value": x(p("nordPassToken")),
                 "contentType": "NordPass Activity API token",
                 "attributes": {"enabled": True},
@@ -808,36 +1007,26 @@ def build_template(
             "NordPass connector: resolve the NordPass token Key Vault reference",
             [secret_id],
         ),
+        nested_deployment(
+            x(v("tablesDeploymentName")),
+            tables_template(),
+            {"workspaceName": {"value": x(p("workspaceName"))}},
+            resource_group=x(p("workspaceResourceGroup")),
+        ),
         {
-            "type": "Microsoft.Resources/deployments",
-            "apiVersion": api("Microsoft.Resources/deployments"),
-            "name": x(v("contentDeploymentName")),
-            "resourceGroup": x(p("workspaceResourceGroup")),
-            "properties": {
-                "mode": "Incremental",
-                "expressionEvaluationOptions": {"scope": "inner"},
-                "parameters": content_parameters,
-                "template": content_template(rules, workbook),
-            },
-        },
-        {
-            "type": "Microsoft.Resources/deployments",
-            "apiVersion": api("Microsoft.Resources/deployments"),
-            "name": x(v("dcrDeploymentName")),
-            "properties": {
-                "mode": "Incremental",
-                "expressionEvaluationOptions": {"scope": "inner"},
-                "parameters": {
+            **nested_deployment(
+                x(v("dcrDeploymentName")),
+                dcr_template(),
+                {
                     "dcrName": {"value": x(v("dcrName"))},
-                    "location": {"value": x(workspace_location)},
+                    "location": {"value": x(_workspace_location(v("workspaceResourceId")))},
                     "workspaceResourceId": {"value": x(v("workspaceResourceId"))},
                     "principalId": {"value": x(f"{identity_ref}.principalId")},
                     "identityResourceId": {"value": x(identity_id)},
                 },
-                "template": dcr_template(),
-            },
-            # The DCR's output stream must exist as a table before the DCR can be created.
-            "dependsOn": [x(identity_id), x(content_deployment_id_in_ws_rg)],
+            ),
+            # The DCR's output streams must exist as tables before the DCR can be created.
+            "dependsOn": [x(identity_id), x(tables_deployment_id)],
         },
         {
             "type": "Microsoft.Web/sites",
@@ -906,7 +1095,8 @@ def build_template(
                 ),
             ],
         },
-        # No publishing passwords: code only arrives through ARM (onedeploy) with Entra auth.
+        # No publishing passwords: code only arrives with Entra auth (ARM onedeploy, or a zip
+        # deploy by someone with rights on the app).
         {
             "type": "Microsoft.Web/sites/basicPublishingCredentialsPolicies",
             "apiVersion": api("Microsoft.Web/sites/basicPublishingCredentialsPolicies"),
@@ -922,14 +1112,32 @@ def build_template(
             # Serialised after the ftp policy: concurrent writes to one site can conflict.
             "dependsOn": [x(site_id), x(ftp_policy_id)],
         },
-        {
-            "type": "Microsoft.Web/sites/extensions",
-            "apiVersion": api("Microsoft.Web/sites/extensions"),
-            "name": child_name(v("functionAppName"), "'onedeploy'"),
-            "properties": {"packageUri": x(p("packageUri")), "remoteBuild": False},
-            "dependsOn": [x(site_id), x(scm_policy_id)],
-        },
     ]
+    if release is not None:
+        resources.append(
+            {
+                "type": "Microsoft.Web/sites/extensions",
+                "apiVersion": api("Microsoft.Web/sites/extensions"),
+                "name": child_name(v("functionAppName"), "'onedeploy'"),
+                "properties": {"packageUri": x(p("packageUri")), "remoteBuild": False},
+                "dependsOn": [x(site_id), x(scm_policy_id)],
+            }
+        )
+    if with_content:
+        inner = content_template(extra_content)
+        resources.append(
+            {
+                "condition": x(p("deploySentinelContent")),
+                **nested_deployment(
+                    x(v("contentDeploymentName")),
+                    inner,
+                    _content_parameters(inner, p("workspaceName"), v("workspaceResourceId")),
+                    resource_group=x(p("workspaceResourceGroup")),
+                ),
+                # Content waits for the tables it queries, and nothing waits for content.
+                "dependsOn": [x(tables_deployment_id)],
+            }
+        )
 
     outputs: Json = {
         "functionAppName": {"type": "string", "value": x(v("functionAppName"))},
@@ -941,65 +1149,125 @@ def build_template(
         "managedIdentityClientId": {"type": "string", "value": x(f"{identity_ref}.clientId")},
         "keyVaultName": {"type": "string", "value": x(v("keyVaultName"))},
         "storageAccountName": {"type": "string", "value": x(v("storageAccountName"))},
-        "packageUri": {"type": "string", "value": x(p("packageUri"))},
-        "packageSha256": {
+    }
+    if release is not None:
+        outputs["packageUri"] = {"type": "string", "value": x(p("packageUri"))}
+        outputs["packageSha256"] = {
             "type": "string",
             "value": x(
                 f"if(equals({p('packageUri')}, {v('defaultPackageUri')}), {v('defaultPackageSha256')}, "
                 "'custom packageUri: verify its SHA-256 yourself')"
             ),
-        },
-        "verify": {
-            "type": "string",
-            "value": f"Run in the workspace (the first sync can take a few minutes): {VERIFY_KQL}",
-        },
+        }
+    outputs["verify"] = {
+        "type": "string",
+        "value": f"Run in the workspace (the first sync can take a few minutes): {VERIFY_KQL}",
     }
 
     return {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "$schema": TEMPLATE_SCHEMA,
         "contentVersion": "1.0.0.0",
-        "metadata": {
-            "description": "NordPass Activity API -> Microsoft Sentinel connector (Azure Functions Flex "
-            "Consumption, Logs Ingestion API, managed identity only).",
-            "generator": "deploy/build_template.py (do not edit azuredeploy.json by hand)",
-            "connectorVersion": CONNECTOR_VERSION,
-            "packageUri": package_uri(release),
-            "packageSha256": release["packageSha256"],
-        },
+        "metadata": _metadata(release),
         "parameters": _parameters(release, with_content),
-        "variables": _variables(release),
+        "variables": _variables(release, with_content),
         "resources": resources,
         "outputs": outputs,
     }
 
 
-def render(template: Mapping[str, Any]) -> str:
-    return json.dumps(template, indent=2, ensure_ascii=False) + "\n"
+def build_content_template(content: SentinelContent | None = None) -> Json:
+    """The tables and content alone, for the workspace's resource group (no connector, no token)."""
+    content = SentinelContent() if content is None else content
+    workspace_id = rid("Microsoft.OperationalInsights/workspaces", p("workspaceName"))
+    tables_id = rid("Microsoft.Resources/deployments", lit(STANDALONE_TABLES_DEPLOYMENT))
+    inner = content_template(content_resources(content))
+    return {
+        "$schema": TEMPLATE_SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "metadata": {
+            "description": "NordPass Sentinel content only: the custom tables, analytic rules and workbook. "
+            "Deploy it into the resource group of the workspace, for example after the content part of "
+            "azuredeploy.json failed. It creates no connector resource and needs no token.",
+            "generator": "deploy/build_template.py (do not edit the generated files by hand)",
+            "connectorVersion": CONNECTOR_VERSION,
+        },
+        "parameters": {
+            "workspaceName": {
+                "type": "string",
+                "minLength": 4,
+                "maxLength": 63,
+                "metadata": {
+                    "description": "Name of the Log Analytics workspace that has Microsoft Sentinel, in "
+                    "this resource group."
+                },
+            }
+        },
+        "resources": [
+            nested_deployment(
+                STANDALONE_TABLES_DEPLOYMENT,
+                tables_template(),
+                {"workspaceName": {"value": x(p("workspaceName"))}},
+            ),
+            {
+                **nested_deployment(
+                    STANDALONE_CONTENT_DEPLOYMENT,
+                    inner,
+                    _content_parameters(inner, p("workspaceName"), workspace_id),
+                ),
+                "dependsOn": [x(tables_id)],
+            },
+        ],
+    }
+
+
+def render(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def generated_files(content: SentinelContent | None = None) -> dict[Path, str]:
+    """Every committed generated file and its expected text."""
+    # Imported here: the form is built from this module's constants.
+    from deploy import ui_definition
+
+    content = SentinelContent.load() if content is None else content
+    return {
+        TEMPLATE_PATH: render(build_template(content)),
+        CONTENT_TEMPLATE_PATH: render(build_content_template(content)),
+        UI_DEFINITION_PATH: render(ui_definition.build_ui_definition()),
+    }
 
 
 def generate() -> str:
-    return render(build_template(load_rules(), load_workbook()))
+    """The committed azuredeploy.json text."""
+    return render(build_template(SentinelContent.load()))
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--check", action="store_true", help="fail if deploy/azuredeploy.json is stale")
+    parser.add_argument("--check", action="store_true", help="fail if a generated file is stale")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    text = generate()
+    try:
+        files = generated_files()
+    except ValueError as exc:
+        print(f"cannot generate the deployment files: {exc}", file=sys.stderr)
+        return 1
+    stale = []
+    for path, text in files.items():
+        relative = path.relative_to(REPO_ROOT)
+        if args.check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != text:
+                stale.append(str(relative))
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {relative}")
+    if stale:
+        print(f"stale: {', '.join(stale)}; run `python -m deploy.build_template`", file=sys.stderr)
+        return 1
     if args.check:
-        current = TEMPLATE_PATH.read_text(encoding="utf-8") if TEMPLATE_PATH.exists() else ""
-        if current != text:
-            print(
-                f"{TEMPLATE_PATH.relative_to(REPO_ROOT)} is stale: run `python -m deploy.build_template`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{TEMPLATE_PATH.relative_to(REPO_ROOT)} is up to date")
-        return 0
-    TEMPLATE_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {TEMPLATE_PATH.relative_to(REPO_ROOT)}")
+        print("generated deployment files are up to date")
     return 0
 
 

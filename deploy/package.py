@@ -1,8 +1,10 @@
 """Build the function-app zip that the template's `onedeploy` resource installs.
 
     python -m deploy.package                       # dist/nordpass-sentinel-connector-<version>.zip + .sha256
-    python -m deploy.package --record              # ...and pin its SHA-256 in deploy/release.json
     python -m deploy.package --update-constraints  # re-resolve deploy/constraints.txt first
+
+A release (`make release`, deploy/release.py) builds the same zip and stamps its SHA-256 into the
+release's template.
 
 The zip is what Flex Consumption runs with `remoteBuild: false`: the app files at the root and every
 dependency, built for Linux x86_64 CPython 3.11, under `.python_packages/lib/site-packages`. Builds
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,7 +29,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS_PATH = REPO_ROOT / "deploy" / "constraints.txt"
-RELEASE_PATH = REPO_ROOT / "deploy" / "release.json"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nordpass-packaging" / "pip"
 
 APP_FILES = ("function_app.py", "host.json", "requirements.txt")
@@ -193,20 +193,12 @@ def build(
     return destination, digest
 
 
-def record_release(version: str, digest: str, path: Path = RELEASE_PATH) -> None:
-    release = json.loads(path.read_text(encoding="utf-8"))
-    release["version"] = version
-    release["packageSha256"] = digest
-    path.write_text(json.dumps(release, indent=2) + "\n", encoding="utf-8")
-
-
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dist", type=Path, default=REPO_ROOT / "dist", help="output directory")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="pip download cache")
-    parser.add_argument("--record", action="store_true", help="pin the zip's SHA-256 in deploy/release.json")
     parser.add_argument(
         "--update-constraints",
         action="store_true",
@@ -218,9 +210,6 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     print(path)
     print(f"sha256 {digest}")
-    if args.record:
-        record_release(connector_version(REPO_ROOT), digest)
-        print(f"pinned in {RELEASE_PATH.relative_to(REPO_ROOT)}; now run `python -m deploy.build_template`")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Checks for `deploy/azuredeploy.json`: drift, structural lint, the column contract, the vendored
-ARM schemas and checkov.
+"""Checks for the generated deployment templates: drift, structural lint, the column contract, the
+dependency graph (content never blocks ingestion), token rotation, hygiene, the vendored ARM
+schemas and checkov.
 
 ARM itself is not reachable here, so these tests stand in for `az deployment group validate` and
 arm-ttk: every expression target must exist, ordering must be explicit, roles and settings must be
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,26 @@ from deploy import build_template as bt
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
 from nordpass_connector.models import EventRow
-
-REPO = Path(__file__).resolve().parent.parent
-SCHEMAS = (REPO / ".." / "shared" / "arm-schemas").resolve()
-SCHEMA_PREFIX = "https://schema.management.azure.com/schemas/"
-
-Json = dict[str, Any]
+from tests.arm_lint import (
+    DEPLOYMENT,
+    REPO,
+    SCHEMA_PREFIX,
+    SCHEMAS,
+    Json,
+    Key,
+    all_resources,
+    dependency_graph,
+    find_calls,
+    is_expression,
+    iter_strings,
+    key_from_resource_id,
+    load_schema,
+    needs_schemas,
+    registry,
+    resolve,
+    resource_key,
+    scopes,
+)
 
 # What the connector and the Functions host read; the template must set exactly these.
 EXPECTED_APP_SETTINGS = {
@@ -101,11 +116,22 @@ EXTERNAL_TYPES = {"Microsoft.OperationalInsights/workspaces"}
 
 # --- fixtures -----------------------------------------------------------------------------------
 
+# A release as `make release` stamps it (any SHA-256 will do for structure; the release tests use a
+# real build).
+PIN = bt.ReleasePin("example/nordpass-sentinel-connector", f"v{CONNECTOR_VERSION}", "ab" * 32)
+
 
 @pytest.fixture(scope="module")
 def template() -> Json:
+    """The committed template (no code package)."""
     data: Json = json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8"))
     return data
+
+
+@pytest.fixture(scope="module")
+def stamped() -> Json:
+    """The committed content, stamped for a release."""
+    return bt.build_template(bt.SentinelContent.load(), PIN)
 
 
 def _sample_rule() -> tuple[str, Json]:
@@ -138,207 +164,82 @@ def _sample_rule() -> tuple[str, Json]:
     )
 
 
+def _sample_content(with_workbook: bool) -> bt.SentinelContent:
+    workbook = json.dumps({"version": "Notebook/1.0", "items": []}) if with_workbook else None
+    return bt.SentinelContent(rules=[_sample_rule()], workbook=workbook)
+
+
 def _variants() -> dict[str, Callable[[], Json]]:
-    """The committed template plus the shapes content can take (none, rules only, rules+workbook)."""
-    release = {"repository": "example/repo", "version": CONNECTOR_VERSION, "packageSha256": "0" * 64}
+    """The committed template, the stamped release template, and the shapes content can take."""
     return {
         "committed": lambda: json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8")),
-        "no-content": lambda: bt.build_template([], None, release),
-        "rules-only": lambda: bt.build_template([_sample_rule()], None, release),
-        "rules-and-workbook": lambda: bt.build_template(
-            [_sample_rule()], json.dumps({"version": "Notebook/1.0", "items": []}), release
-        ),
+        "stamped": lambda: bt.build_template(bt.SentinelContent.load(), PIN),
+        "no-content": lambda: bt.build_template(bt.SentinelContent(), PIN),
+        "rules-only": lambda: bt.build_template(_sample_content(False)),
+        "rules-and-workbook": lambda: bt.build_template(_sample_content(True), PIN),
+    }
+
+
+def _content_variants() -> dict[str, Callable[[], Json]]:
+    return {
+        "content-only-committed": lambda: json.loads(bt.CONTENT_TEMPLATE_PATH.read_text(encoding="utf-8")),
+        "content-only-rules": lambda: bt.build_content_template(_sample_content(False)),
     }
 
 
 @pytest.fixture(params=list(_variants()), scope="module")
 def variant(request: pytest.FixtureRequest) -> Json:
+    """Every shape of the main template."""
     return _variants()[request.param]()
 
 
-# --- expression helpers -----------------------------------------------------------------------
-
-
-def is_expression(value: str) -> bool:
-    return value.startswith("[") and value.endswith("]") and not value.startswith("[[")
-
-
-def iter_strings(node: Any, *, skip_nested_templates: bool = True) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, list):
-        for item in node:
-            yield from iter_strings(item, skip_nested_templates=skip_nested_templates)
-    elif isinstance(node, dict):
-        for key, item in node.items():
-            yield key
-            if skip_nested_templates and key == "template" and isinstance(item, dict) and "resources" in item:
-                continue
-            yield from iter_strings(item, skip_nested_templates=skip_nested_templates)
-
-
-def split_args(text: str) -> list[str]:
-    """Split an ARM argument list at top-level commas, respecting quotes and parentheses."""
-    args: list[str] = []
-    depth, quoted, start = 0, False, 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quoted:
-            if ch == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    i += 1
-                else:
-                    quoted = False
-        elif ch == "'":
-            quoted = True
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    tail = text[start:].strip()
-    if tail:
-        args.append(tail)
-    return args
-
-
-def find_calls(expression: str, function: str) -> list[list[str]]:
-    """Argument lists of every `function(...)` call in an expression (not `xfunction(...)`)."""
-    calls: list[list[str]] = []
-    for match in re.finditer(rf"(?<![A-Za-z0-9_.]){function}\(", expression):
-        start = match.end()
-        depth, quoted, i = 1, False, start
-        while i < len(expression) and depth:
-            ch = expression[i]
-            if quoted:
-                if ch == "'":
-                    quoted = False
-            elif ch == "'":
-                quoted = True
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            i += 1
-        calls.append(split_args(expression[start : i - 1]))
-    return calls
-
-
-def unquote(arg: str) -> str | None:
-    return arg[1:-1].replace("''", "'") if len(arg) >= 2 and arg[0] == arg[-1] == "'" else None
-
-
-def name_segments(name: str, variables: Json | None = None) -> tuple[str, ...]:
-    """A resource name as a tuple of segment expressions, comparable with resourceId() arguments."""
-    if not is_expression(name):
-        return tuple(f"'{part}'" for part in name.split("/"))
-    body = name[1:-1]
-    var = re.fullmatch(r"variables\('([^']+)'\)", body)
-    if var and variables and "/" in str(variables.get(var.group(1), "")):
-        return name_segments(variables[var.group(1)], variables)
-    fmt = find_calls(body, "format")
-    if body.startswith("format(") and fmt:
-        pattern = unquote(fmt[0][0])
-        assert pattern is not None
-        segments: list[str] = []
-        for part in pattern.split("/"):
-            placeholder = re.fullmatch(r"\{(\d+)\}", part)
-            segments.append(fmt[0][1 + int(placeholder.group(1))] if placeholder else f"'{part}'")
-        return tuple(segments)
-    return (body,)
-
-
-class Key(typing.NamedTuple):
-    type: str
-    names: tuple[str, ...]
-    resource_group: str | None = None
-    scope: str | None = None
-
-
-def resource_key(resource: Json, variables: Json | None = None) -> Key:
-    rg = resource.get("resourceGroup")
-    return Key(
-        resource["type"],
-        name_segments(resource["name"], variables),
-        rg[1:-1] if isinstance(rg, str) and is_expression(rg) else rg,
-        resource["scope"][1:-1] if "scope" in resource else None,
-    )
-
-
-def key_from_resource_id(args: list[str]) -> Key:
-    for index, arg in enumerate(args):
-        literal = unquote(arg)
-        if literal and re.fullmatch(r"[A-Za-z]+\.[A-Za-z.]+(/[A-Za-z]+)+", literal):
-            resource_group = args[index - 1] if index >= 1 else None
-            return Key(literal, tuple(args[index + 1 :]), resource_group)
-    raise AssertionError(f"resourceId without a type: {args}")
-
-
-def resolve(expression_body: str, keys: dict[Key, Json]) -> Key | None:
-    """The template resource a resourceId()/extensionResourceId() expression points at."""
-    body = expression_body.strip()
-    if body.startswith("extensionResourceId("):
-        scope, rtype, name = find_calls(body, "extensionResourceId")[0]
-        rtype_literal = unquote(rtype)
-        for key in keys:
-            if key.type == rtype_literal and key.scope == scope and key.names == (name,):
-                return key
-        return None
-    if body.startswith("resourceId("):
-        wanted = key_from_resource_id(find_calls(body, "resourceId")[0])
-        for key in keys:
-            same_group = wanted.resource_group is None or key.resource_group == wanted.resource_group
-            if key.type == wanted.type and key.names == wanted.names and same_group:
-                return key
-        return None
-    return None
-
-
-def scopes(tmpl: Json, path: str = "root") -> Iterator[tuple[str, Json]]:
-    """The template and every inner-scoped nested template, each with its own parameters."""
-    yield path, tmpl
-    for resource in tmpl.get("resources", []):
-        if resource["type"] == "Microsoft.Resources/deployments":
-            props = resource["properties"]
-            assert props.get("expressionEvaluationOptions", {}).get("scope") == "inner", (
-                "nested templates must use inner scope so their expressions are self-contained"
-            )
-            yield from scopes(props["template"], f"{path}/{resource['name']}")
-
-
-def all_resources(tmpl: Json) -> Iterator[Json]:
-    for _, scope in scopes(tmpl):
-        yield from scope["resources"]
+@pytest.fixture(params=[*_variants(), *_content_variants()], scope="module")
+def any_template(request: pytest.FixtureRequest) -> Json:
+    """Every shape of both templates, for the checks that apply to any template."""
+    return {**_variants(), **_content_variants()}[request.param]()
 
 
 # --- drift ------------------------------------------------------------------------------------
 
 
-def test_committed_template_is_generated_output() -> None:
-    assert bt.TEMPLATE_PATH.read_text(encoding="utf-8") == bt.generate(), (
-        "deploy/azuredeploy.json is stale: run `python -m deploy.build_template`"
-    )
+def test_committed_files_are_generated_output() -> None:
+    files = bt.generated_files()
+    assert set(files) == {bt.TEMPLATE_PATH, bt.CONTENT_TEMPLATE_PATH, bt.UI_DEFINITION_PATH}
+    for path, text in files.items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.relative_to(REPO)} is stale: run `python -m deploy.build_template`"
+        )
 
 
 def test_check_mode_reports_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stale = tmp_path / "azuredeploy.json"
-    stale.write_text("{}\n", encoding="utf-8")
-    monkeypatch.setattr(bt, "TEMPLATE_PATH", stale)
+    for name in ("TEMPLATE_PATH", "CONTENT_TEMPLATE_PATH", "UI_DEFINITION_PATH"):
+        monkeypatch.setattr(bt, name, tmp_path / getattr(bt, name).name)
     monkeypatch.setattr(bt, "REPO_ROOT", tmp_path)
-    assert bt.main(["--check"]) == 1
+    assert bt.main(["--check"]) == 1  # missing
     assert bt.main([]) == 0
     assert bt.main(["--check"]) == 0
+    bt.CONTENT_TEMPLATE_PATH.write_text("{}\n", encoding="utf-8")
+    assert bt.main(["--check"]) == 1  # one stale file is enough
+
+
+def test_a_rule_sentinel_would_reject_stops_generation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "analytic-rules"
+    rules.mkdir()
+    source = sorted(bt.RULES_DIR.glob("*.yaml"))[0].read_text(encoding="utf-8")
+    broken = re.sub(r"(?m)^queryPeriod: .*$", "queryPeriod: 3d", source)
+    broken = re.sub(r"(?m)^queryFrequency: .*$", "queryFrequency: 5m", broken)
+    (rules / "broken.yaml").write_text(broken, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"long-period-frequency"):
+        bt.load_rules(rules)
 
 
 # --- structural lint ----------------------------------------------------------------------------
 
 
-def test_parameters_and_variables_exist_and_are_used(variant: Json) -> None:
-    for path, tmpl in scopes(variant):
+def test_parameters_and_variables_exist_and_are_used(any_template: Json) -> None:
+    for path, tmpl in scopes(any_template):
         params = set(tmpl.get("parameters", {}))
         variables = set(tmpl.get("variables", {}))
         used_params: set[str] = set()
@@ -356,8 +257,8 @@ def test_parameters_and_variables_exist_and_are_used(variant: Json) -> None:
         assert variables <= used_vars, f"{path}: unused variables {variables - used_vars}"
 
 
-def test_resource_ids_and_references_resolve(variant: Json) -> None:
-    for path, tmpl in scopes(variant):
+def test_resource_ids_and_references_resolve(any_template: Json) -> None:
+    for path, tmpl in scopes(any_template):
         keys = {resource_key(r, tmpl.get("variables")): r for r in tmpl["resources"]}
         variables = tmpl.get("variables", {})
         for text in iter_strings(tmpl["resources"]):
@@ -399,8 +300,8 @@ def _dependency_closure(key: Key, keys: dict[Key, Json]) -> set[Key]:
     return seen
 
 
-def test_depends_on_targets_exist_and_ordering_is_complete(variant: Json) -> None:
-    for path, tmpl in scopes(variant):
+def test_depends_on_targets_exist_and_ordering_is_complete(any_template: Json) -> None:
+    for path, tmpl in scopes(any_template):
         keys = {resource_key(r, tmpl.get("variables")): r for r in tmpl["resources"]}
         for key, resource in keys.items():
             for dep in resource.get("dependsOn", []):
@@ -513,10 +414,6 @@ def test_app_settings_are_exactly_what_the_connector_and_host_read(template: Jso
     settings = _app_settings(template)
     assert set(settings) == EXPECTED_APP_SETTINGS
     assert tuple(settings) == bt.APP_SETTING_NAMES
-    token = settings["NORDPASS_TOKEN"]
-    # Unversioned reference: a new secret version (rotation) is picked up without a redeploy.
-    assert token.startswith("[format('@Microsoft.KeyVault(SecretUri={0})'")
-    assert token.endswith(".secretUri)]") and "WithVersion" not in token
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["DCR_STREAM_NAME"] == "[variables('streamName')]"
     assert template["variables"]["streamName"] == schema.DEFAULT_STREAM_NAME
@@ -554,6 +451,13 @@ def test_no_moving_urls_and_package_pinned_to_version(variant: Json) -> None:
         assert "raw.githubusercontent.com" not in url, url
         assert not re.search(r"/(blob|tree|refs/heads|archive)/", url), url
         assert not re.search(r"/(main|master|develop|latest)(/|$)", url), url
+    onedeploy = [r for r in variant["resources"] if r["type"] == "Microsoft.Web/sites/extensions"]
+    if "packageUri" not in variant["parameters"]:
+        # Not a release build: no package at all, rather than a placeholder one.
+        assert not onedeploy
+        assert "packageSha256" not in json.dumps(variant)
+        assert variant["metadata"]["codePackage"].startswith("None:")
+        return
     default = variant["parameters"]["packageUri"]["defaultValue"]
     version = CONNECTOR_VERSION
     assert re.fullmatch(
@@ -563,11 +467,64 @@ def test_no_moving_urls_and_package_pinned_to_version(variant: Json) -> None:
     ), default
     assert "latest" not in default
     sha = variant["parameters"]["packageUri"]["metadata"]["packageSha256"]
-    assert sha == "" or re.fullmatch(r"[0-9a-f]{64}", sha)
+    assert re.fullmatch(r"[0-9a-f]{64}", sha), "a release template pins a real SHA-256"
+    assert variant["metadata"]["packageSha256"] == variant["variables"]["defaultPackageSha256"] == sha
+    assert variant["metadata"]["packageUri"] == variant["variables"]["defaultPackageUri"] == default
+    assert [r["properties"]["packageUri"] for r in onedeploy] == ["[parameters('packageUri')]"]
 
 
-def test_api_versions_are_the_pinned_ones(variant: Json) -> None:
-    for resource in all_resources(variant):
+def test_committed_template_has_no_release_pin(template: Json) -> None:
+    """The repository's template names no repository, tag or checksum it cannot know."""
+    text = json.dumps(template)
+    for needle in ("packageUri", "packageSha256", "releases/download", "your-org", "OWNER/REPO"):
+        assert needle not in text, needle
+    assert "Microsoft.Web/sites/extensions" not in {r["type"] for r in template["resources"]}
+
+
+def test_stamped_template_differs_from_committed_only_by_the_release_pin(
+    template: Json, stamped: Json
+) -> None:
+    """Stamping adds the package (parameter, variables, onedeploy, outputs, metadata) and nothing else."""
+    stripped = json.loads(json.dumps(stamped))
+    del stripped["parameters"]["packageUri"]
+    del stripped["variables"]["defaultPackageUri"], stripped["variables"]["defaultPackageSha256"]
+    del stripped["outputs"]["packageUri"], stripped["outputs"]["packageSha256"]
+    stripped["resources"] = [
+        r for r in stripped["resources"] if r["type"] != "Microsoft.Web/sites/extensions"
+    ]
+    for key in ("repository", "releaseTag", "packageUri", "packageSha256"):
+        del stripped["metadata"][key]
+    committed = json.loads(json.dumps(template))
+    del committed["metadata"]["codePackage"]
+    assert stripped == committed
+    assert stamped["metadata"]["repository"] == PIN.repository
+    assert stamped["metadata"]["releaseTag"] == PIN.tag
+
+
+@pytest.mark.parametrize(
+    ("repository", "tag", "sha", "message"),
+    [
+        ("example", "v0.1.0", "ab" * 32, "repository"),
+        ("a/b/c", "v0.1.0", "ab" * 32, "repository"),
+        ("example/repo", "0.1.0", "ab" * 32, "tag"),
+        ("example/repo", "v0.1", "ab" * 32, "tag"),
+        ("example/repo", "v0.1.0", "", "SHA-256"),
+        ("example/repo", "v0.1.0", "AB" * 32, "SHA-256"),
+    ],
+)
+def test_release_pin_refuses_malformed_values(repository: str, tag: str, sha: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bt.ReleasePin(repository, tag, sha)
+
+
+def test_release_pin_must_match_the_connector_version() -> None:
+    other = bt.ReleasePin("example/repo", "v99.0.0", "ab" * 32)
+    with pytest.raises(ValueError, match="does not match the connector version"):
+        bt.build_template(bt.SentinelContent(), other)
+
+
+def test_api_versions_are_the_pinned_ones(any_template: Json) -> None:
+    for resource in all_resources(any_template):
         assert resource["apiVersion"] == bt.API_VERSIONS[resource["type"]], resource["type"]
 
 
@@ -579,16 +536,6 @@ def _schema_file(resource_type: str, version: str) -> tuple[Path, str]:
     return SCHEMAS / version / f"{file_name}.json", "_".join(segments)
 
 
-def _load_schema(path: Path) -> Json:
-    data: Json = json.loads(path.read_text(encoding="utf-8-sig"))
-    return data
-
-
-needs_schemas = pytest.mark.skipif(
-    not SCHEMAS.is_dir(), reason=f"vendored ARM schemas not found at {SCHEMAS} (../shared/arm-schemas)"
-)
-
-
 @needs_schemas
 def test_api_versions_have_a_vendored_schema(template: Json) -> None:
     for resource in all_resources(template):
@@ -596,12 +543,12 @@ def test_api_versions_have_a_vendored_schema(template: Json) -> None:
         if rtype in bt.NO_SCHEMA_TYPES:
             continue
         if rtype == "Microsoft.SecurityInsights/alertRules":
-            data = _load_schema(SCHEMAS / version / "Microsoft.SecurityInsights.json")
+            data = load_schema(SCHEMAS / version / "Microsoft.SecurityInsights.json")
             assert "ScheduledAlertRule" in data["definitions"]
             continue
         path, definition = _schema_file(rtype, version)
         assert path.is_file(), f"{rtype}@{version}: no vendored schema {path}"
-        assert definition in _load_schema(path)["resourceDefinitions"], f"{rtype}@{version}"
+        assert definition in load_schema(path)["resourceDefinitions"], f"{rtype}@{version}"
 
 
 # --- the column contract ----------------------------------------------------------------------
@@ -643,10 +590,10 @@ def contract_problems(
 
 
 def _contract_views(template: Json) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    content = next(r for r in template["resources"] if r["name"] == "[variables('contentDeploymentName')]")
+    tables = next(r for r in template["resources"] if r["name"] == "[variables('tablesDeploymentName')]")
     table = next(
         r
-        for r in content["properties"]["template"]["resources"]
+        for r in tables["properties"]["template"]["resources"]
         if r["type"] == "Microsoft.OperationalInsights/workspaces/tables"
     )
     dcr_deployment = next(r for r in template["resources"] if r["name"] == "[variables('dcrDeploymentName')]")
@@ -713,7 +660,8 @@ def test_dcr_is_direct_pass_through_with_error_logs(template: Json) -> None:
     assert dcr_deployment["properties"]["parameters"]["location"]["value"].endswith("'Full').location]")
 
 
-def test_hardening_properties(template: Json) -> None:
+def test_hardening_properties(stamped: Json) -> None:
+    template = stamped
     by_type = {r["type"]: r for r in template["resources"]}
     storage = by_type["Microsoft.Storage/storageAccounts"]["properties"]
     assert storage["allowSharedKeyAccess"] is False
@@ -754,8 +702,12 @@ def test_hardening_properties(template: Json) -> None:
     )
 
 
-def test_content_files_are_all_embedded(template: Json) -> None:
-    content = next(r for r in template["resources"] if r["name"] == "[variables('contentDeploymentName')]")
+@pytest.mark.parametrize("path", [bt.TEMPLATE_PATH, bt.CONTENT_TEMPLATE_PATH], ids=lambda p: p.name)
+def test_content_files_are_all_embedded(path: Path) -> None:
+    template = json.loads(path.read_text(encoding="utf-8"))
+    (content,) = [
+        r for r in template["resources"] if r["type"] == DEPLOYMENT and "content" in r["name"].lower()
+    ]
     inner = content["properties"]["template"]["resources"]
     rules = [r for r in inner if r["type"] == "Microsoft.SecurityInsights/alertRules"]
     files = (
@@ -782,24 +734,6 @@ def test_rule_conversion_and_literal_escaping() -> None:
 
 
 # --- JSON-schema validation against the vendored ARM schemas ------------------------------------
-
-
-def _registry() -> Any:
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
-
-    def retrieve(uri: str) -> Resource[Any]:
-        if not uri.startswith(SCHEMA_PREFIX):
-            raise LookupError(uri)
-        contents = _load_schema(SCHEMAS / uri[len(SCHEMA_PREFIX) :].split("#", 1)[0])
-        if uri.startswith(SCHEMA_PREFIX + "2019-04-01/deploymentTemplate.json"):
-            # The root schema's resource union references the non-vendored autogeneratedResources.json;
-            # each resource is validated on its own below instead.
-            contents = json.loads(json.dumps(contents))
-            contents["definitions"]["resource"] = {"$ref": "#/definitions/resourceBase"}
-        return DRAFT4.create_resource(contents)
-
-    return Registry(retrieve=retrieve)  # type: ignore[call-arg]
 
 
 def _allowed_leaf(resource: Json, error: Any) -> bool:
@@ -840,7 +774,7 @@ def _error_allowed(resource: Json, error: Any) -> bool:
     return _allowed_leaf(resource, error)
 
 
-def schema_errors(resource: Json, registry: Any) -> list[str]:
+def schema_errors(resource: Json, schema_registry: Any) -> list[str]:
     from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 
     rtype, version = resource["type"], resource["apiVersion"]
@@ -854,12 +788,12 @@ def schema_errors(resource: Json, registry: Any) -> list[str]:
         path, definition = _schema_file(rtype, version)
         ref = f"{SCHEMA_PREFIX}{path.relative_to(SCHEMAS).as_posix()}#/resourceDefinitions/{definition}"
         instance = resource
-    validator = Draft4Validator({"$ref": ref}, registry=registry)
+    validator = Draft4Validator({"$ref": ref}, registry=schema_registry)
     problems: list[str] = []
     properties_definition = NAME_ONEOF_TYPES.get(rtype)
     if properties_definition:
         props_ref = f"{ref.split('#', 1)[0]}#/definitions/{properties_definition}"
-        props_validator = Draft4Validator({"$ref": props_ref}, registry=registry)
+        props_validator = Draft4Validator({"$ref": props_ref}, registry=schema_registry)
         problems += [
             f"{rtype} properties: {e.message[:300]}"
             for e in props_validator.iter_errors(resource["properties"])
@@ -872,40 +806,44 @@ def schema_errors(resource: Json, registry: Any) -> list[str]:
 
 
 @needs_schemas
-def test_templates_validate_against_vendored_root_schema(variant: Json) -> None:
+def test_templates_validate_against_vendored_root_schema(any_template: Json) -> None:
     from jsonschema import Draft4Validator
 
-    registry = _registry()
-    root = Draft4Validator({"$ref": f"{SCHEMA_PREFIX}2019-04-01/deploymentTemplate.json#"}, registry=registry)
-    for path, tmpl in scopes(variant):
+    schema_registry = registry()
+    root = Draft4Validator(
+        {"$ref": f"{SCHEMA_PREFIX}2019-04-01/deploymentTemplate.json#"}, registry=schema_registry
+    )
+    for path, tmpl in scopes(any_template):
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in root.iter_errors(tmpl)]
         assert not errors, f"{path}: {errors}"
 
 
 @needs_schemas
-def test_resources_validate_against_vendored_schemas(variant: Json) -> None:
-    registry = _registry()
-    errors = [err for resource in all_resources(variant) for err in schema_errors(resource, registry)]
+def test_resources_validate_against_vendored_schemas(any_template: Json) -> None:
+    schema_registry = registry()
+    errors = [
+        err for resource in all_resources(any_template) for err in schema_errors(resource, schema_registry)
+    ]
     assert not errors, "\n".join(errors)
 
 
 @needs_schemas
 def test_schema_allow_list_is_narrow(template: Json) -> None:
     """The allow-list must not hide real mistakes next to the known false positives."""
-    registry = _registry()
+    schema_registry = registry()
     dcr = next(r for r in all_resources(template) if r["type"] == "Microsoft.Insights/dataCollectionRules")
     broken = json.loads(json.dumps(dcr))
     broken["kind"] = "Sideways"
-    assert schema_errors(broken, registry)
+    assert schema_errors(broken, schema_registry)
     broken = json.loads(json.dumps(dcr))
     broken["properties"]["dataFlows"][0]["streams"] = ["NordPass"]
-    assert schema_errors(broken, registry)
+    assert schema_errors(broken, schema_registry)
     table = next(
         r for r in all_resources(template) if r["type"] == "Microsoft.OperationalInsights/workspaces/tables"
     )
     broken = json.loads(json.dumps(table))
     broken["properties"]["schema"]["columns"][0]["type"] = "datetime"
-    assert schema_errors(broken, registry)
+    assert schema_errors(broken, schema_registry)
 
 
 # --- checkov --------------------------------------------------------------------------------------
@@ -972,6 +910,249 @@ def test_checkov_has_no_unreviewed_findings() -> None:
     assert skipped <= failed, f"stale entries in deploy/checkov-skips.yaml: {sorted(skipped - failed)}"
 
 
+# --- content never blocks ingestion ---------------------------------------------------------------
+
+TABLE_TYPE = "Microsoft.OperationalInsights/workspaces/tables"
+
+
+def content_isolation_problems(tmpl: Json) -> list[str]:
+    """Connector resources that wait (directly, through nesting or through reference()) for Sentinel
+    content, and content that does not wait for every custom table."""
+    graph = dependency_graph(tmpl)
+    content = graph.content()
+    tables = {node for node in graph.resources if node.key.type == TABLE_TYPE}
+    problems: list[str] = []
+    for node in graph.resources:
+        if node in content:
+            continue
+        blockers = graph.closure(node) & content
+        if blockers:
+            names = sorted({b.key.type for b in blockers})
+            problems.append(f"{node.scope}: {node.key.type} {node.key.names} waits for content {names}")
+    for node in content:
+        if node.key.type in {"Microsoft.SecurityInsights/alertRules", DEPLOYMENT}:
+            missing = tables - graph.closure(node) - graph.inside(node)
+            if missing or not tables:
+                problems.append(
+                    f"{node.scope}: {node.key.type} {node.key.names} does not wait for the tables"
+                )
+    return problems
+
+
+def test_content_never_blocks_ingestion(any_template: Json) -> None:
+    assert content_isolation_problems(any_template) == []
+
+
+def test_the_real_templates_have_both_sides_of_the_graph(template: Json) -> None:
+    """The isolation check above is only meaningful if content and connector are both there."""
+    graph = dependency_graph(template)
+    content = graph.content()
+    content_types = {node.key.type for node in content}
+    assert {"Microsoft.SecurityInsights/alertRules", "Microsoft.Insights/workbooks"} <= content_types
+    connector_types = {node.key.type for node in graph.resources if node not in content}
+    assert {
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.KeyVault/vaults/secrets",
+        TABLE_TYPE,
+        "Microsoft.Insights/dataCollectionRules",
+        "Microsoft.Web/sites",
+        "Microsoft.Authorization/roleAssignments",
+    } <= connector_types
+    # The DCR waits for the tables; so does the site, through the DCR.
+    (dcr,) = [n for n in graph.resources if n.key.type == "Microsoft.Insights/dataCollectionRules"]
+    (site,) = [n for n in graph.resources if n.key.type == "Microsoft.Web/sites"]
+    tables = {n for n in graph.resources if n.key.type == TABLE_TYPE}
+    assert tables <= graph.closure(dcr) and tables <= graph.closure(site)
+    # Only the content deployment is switchable, and nothing else is conditional.
+    conditional = [r["name"] for r in all_resources(template) if "condition" in r]
+    assert conditional == ["[variables('contentDeploymentName')]"]
+    (content_deployment,) = [r for r in template["resources"] if r["name"] == conditional[0]]
+    assert content_deployment["condition"] == "[parameters('deploySentinelContent')]"
+
+
+def test_content_only_template_deploys_tables_and_content_and_asks_for_nothing_else() -> None:
+    tmpl = json.loads(bt.CONTENT_TEMPLATE_PATH.read_text(encoding="utf-8"))
+    assert set(tmpl["parameters"]) == {"workspaceName"}
+    assert "defaultValue" not in tmpl["parameters"]["workspaceName"]
+    types_ = {r["type"] for r in all_resources(tmpl)}
+    assert types_ <= {
+        DEPLOYMENT,
+        TABLE_TYPE,
+        "Microsoft.SecurityInsights/alertRules",
+        "Microsoft.Insights/workbooks",
+    }
+    assert TABLE_TYPE in types_
+    main = json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8"))
+
+    def inner(t: Json, marker: str) -> Json:
+        (deployment,) = [r for r in t["resources"] if r["type"] == DEPLOYMENT and marker in r["name"]]
+        template: Json = deployment["properties"]["template"]
+        return template
+
+    # The same nested templates as the main one: one source of truth for tables and content.
+    assert inner(tmpl, "tables") == inner(main, "tables")
+    assert inner(tmpl, "content") == inner(main, "content")
+
+
+def _content_deployment(t: Json) -> Json:
+    return next(r for r in t["resources"] if r["name"] == "[variables('contentDeploymentName')]")
+
+
+def _break_site_waits_for_content(t: Json) -> None:
+    site = next(r for r in t["resources"] if r["type"] == "Microsoft.Web/sites")
+    site["dependsOn"].append(
+        "[resourceId(parameters('workspaceResourceGroup'), 'Microsoft.Resources/deployments', "
+        "variables('contentDeploymentName'))]"
+    )
+
+
+def _break_dcr_reads_content_outputs(t: Json) -> None:
+    dcr = next(r for r in t["resources"] if r["name"] == "[variables('dcrDeploymentName')]")
+    dcr["properties"]["parameters"]["location"]["value"] = (
+        "[reference(resourceId(parameters('workspaceResourceGroup'), 'Microsoft.Resources/deployments', "
+        "variables('contentDeploymentName')), '2022-09-01').outputs.location.value]"
+    )
+
+
+def _break_table_inside_content(t: Json) -> None:
+    """The previous design: the table in the content deployment, the DCR waiting for it."""
+    tables = next(r for r in t["resources"] if r["name"] == "[variables('tablesDeploymentName')]")
+    content = _content_deployment(t)
+    content["properties"]["template"]["resources"] += tables["properties"]["template"]["resources"]
+    tables["properties"]["template"]["resources"] = []
+
+
+def _break_content_without_tables(t: Json) -> None:
+    del _content_deployment(t)["dependsOn"]
+
+
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_site_waits_for_content,
+        _break_dcr_reads_content_outputs,
+        _break_table_inside_content,
+        _break_content_without_tables,
+    ],
+)
+def test_content_isolation_check_can_fail(template: Json, breaker: Callable[[Json], None]) -> None:
+    broken = json.loads(json.dumps(template))
+    breaker(broken)
+    assert content_isolation_problems(broken)
+
+
+# --- a new token takes effect at once -------------------------------------------------------------
+
+SECRET_REF = (
+    "reference(resourceId('Microsoft.KeyVault/vaults/secrets', variables('keyVaultName'), "
+    "variables('secretName')), '2026-02-01')"
+)
+
+
+def test_token_setting_names_the_secret_version(variant: Json) -> None:
+    """A redeploy with a new token writes a new secret version; the app setting names that version,
+    so the setting changes and the app restarts with the new token at once (an unversioned reference
+    is re-read only about once a day)."""
+    token = _app_settings(variant)["NORDPASS_TOKEN"]
+    assert token == f"[format('@Microsoft.KeyVault(SecretUri={{0}})', {SECRET_REF}.secretUriWithVersion)]"
+    keys = {resource_key(r, variant["variables"]): r for r in variant["resources"]}
+    (call,) = find_calls(token[1:-1], "reference")
+    secret_key = resolve(call[0], keys)
+    assert secret_key is not None
+    secret = keys[secret_key]
+    assert secret["properties"]["value"] == "[parameters('nordPassToken')]", (
+        "the referenced secret holds the token"
+    )
+    site = next(r for r in variant["resources"] if r["type"] == "Microsoft.Web/sites")
+    assert f"[{call[0]}]" in site["dependsOn"], "the site reads the version only after writing it"
+    assert site["properties"]["keyVaultReferenceIdentity"].startswith(
+        "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities'"
+    )
+
+
+def _break_unversioned_token(t: Json) -> None:
+    site = next(r for r in t["resources"] if r["type"] == "Microsoft.Web/sites")
+    for setting in site["properties"]["siteConfig"]["appSettings"]:
+        if setting["name"] == "NORDPASS_TOKEN":
+            setting["value"] = setting["value"].replace(".secretUriWithVersion", ".secretUri")
+
+
+# --- hygiene: no placeholder values ---------------------------------------------------------------
+
+# Empty objects that are the required shape, not a stand-in for "nothing".
+ALLOWED_EMPTY_OBJECTS = {
+    # The schema requires `properties`; a user-assigned identity has none to set.
+    ("Microsoft.ManagedIdentity/userAssignedIdentities", ("properties",)),
+    # ARM's shape for assigning an identity: {<identity resource id>: {}}.
+    ("Microsoft.Web/sites", ("identity", "userAssignedIdentities", "*")),
+}
+
+
+def hygiene_problems(tmpl: Json) -> list[str]:
+    """Blank strings, empty arrays and empty objects anywhere in a template (nested ones included)."""
+    problems: list[str] = []
+
+    def walk(node: Any, where: str, rtype: str | None, path: tuple[str, ...]) -> None:
+        if isinstance(node, str) and not node.strip():
+            problems.append(f"{where}: blank string")
+        elif isinstance(node, list):
+            if not node:
+                problems.append(f"{where}: empty array")
+            for index, item in enumerate(node):
+                walk(item, f"{where}[{index}]", rtype, (*path, str(index)))
+        elif isinstance(node, dict):
+            if not node:
+                allowed = any(
+                    rtype == t
+                    and len(p) == len(path)
+                    and all(a in ("*", b) for a, b in zip(p, path, strict=True))
+                    for t, p in ALLOWED_EMPTY_OBJECTS
+                )
+                if not allowed:
+                    problems.append(f"{where}: empty object")
+            for key, item in node.items():
+                walk(item, f"{where}.{key}", rtype, (*path, key))
+
+    for scope_path, scope in scopes(tmpl):
+        for section in ("metadata", "parameters", "variables", "outputs"):
+            walk(scope.get(section, {"present": True}), f"{scope_path}.{section}", None, ())
+        for resource in scope["resources"]:
+            body = dict(resource)
+            if resource["type"] == DEPLOYMENT:  # the inner template is walked as its own scope
+                body["properties"] = {k: v for k, v in resource["properties"].items() if k != "template"}
+            walk(body, f"{scope_path}:{resource['type']}", resource["type"], ())
+    return problems
+
+
+def test_no_placeholder_values(any_template: Json) -> None:
+    assert hygiene_problems(any_template) == []
+
+
+def _break_blank_string(t: Json) -> None:
+    t["parameters"]["namePrefix"]["defaultValue"] = ""
+
+
+def _break_empty_array(t: Json) -> None:
+    rule = next(r for r in all_resources(t) if r["type"] == "Microsoft.SecurityInsights/alertRules")
+    rule["properties"]["incidentConfiguration"]["groupingConfiguration"]["groupByAlertDetails"] = []
+
+
+def _break_empty_properties(t: Json) -> None:
+    table = next(
+        r for r in t["resources"] if r["type"] == "Microsoft.Storage/storageAccounts/tableServices/tables"
+    )
+    table["properties"] = {}
+
+
+@pytest.mark.parametrize("breaker", [_break_blank_string, _break_empty_array, _break_empty_properties])
+def test_hygiene_check_can_fail(stamped: Json, breaker: Callable[[Json], None]) -> None:
+    broken = json.loads(json.dumps(stamped))
+    breaker(broken)
+    assert hygiene_problems(broken)
+
+
 # --- the lint itself must bite ------------------------------------------------------------------
 
 
@@ -1018,12 +1199,13 @@ def _break_reference(t: Json) -> None:
         (_break_secret, test_no_secret_in_plain_text),
         (_break_url, test_no_moving_urls_and_package_pinned_to_version),
         (_break_reference, test_resource_ids_and_references_resolve),
+        (_break_unversioned_token, test_token_setting_names_the_secret_version),
     ],
 )
 def test_lint_catches_mistakes(
-    template: Json, breaker: Callable[[Json], None], check: Callable[[Json], None]
+    stamped: Json, breaker: Callable[[Json], None], check: Callable[[Json], None]
 ) -> None:
-    broken = json.loads(json.dumps(template))
+    broken = json.loads(json.dumps(stamped))
     breaker(broken)
     with pytest.raises(AssertionError):
         check(broken)

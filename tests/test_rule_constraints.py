@@ -21,7 +21,7 @@ from content import rule_constraints as rc
 from deploy import build_template as bt
 
 RULE_PATHS = sorted(bt.RULES_DIR.glob("*.yaml"))
-TEMPLATES = [bt.TEMPLATE_PATH]
+TEMPLATES = [bt.TEMPLATE_PATH, bt.CONTENT_TEMPLATE_PATH]
 
 
 def _load(path: Path) -> dict[str, Any]:
