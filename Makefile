@@ -5,15 +5,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint demo bench package template template-check clean
+.PHONY: help setup test lint demo bench package release template template-check clean
 
 help:
 	@echo "make demo     run the connector end to end on the local sandbox"
 	@echo "make test     run the test suite"
 	@echo "make bench    run the benchmark"
-	@echo "make lint     ruff + mypy"
+	@echo "make lint     ruff + mypy + actionlint"
 	@echo "make package  build the function zip and its sha256"
-	@echo "make template regenerate deploy/azuredeploy.json from schema.py and content/"
+	@echo "make release REPO=<owner>/<name> TAG=v<x.y.z>  the release assets in dist/release/<tag>/"
+	@echo "make template regenerate the deploy/ templates and portal form from schema.py and content/"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -43,6 +44,7 @@ chromium:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/actionlint
 
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS=--quick
 bench: setup
@@ -50,6 +52,11 @@ bench: setup
 
 package: $(STAMP)
 	$(PY) -m deploy.package $(PACKAGE_ARGS)
+
+# The assets of one GitHub release (zip + sha256, stamped template, portal form, notes); the release
+# workflow runs exactly this. RELEASE_ARGS passes anything else (e.g. RELEASE_ARGS="--out DIR").
+release: $(STAMP)
+	@$(PY) -m deploy.release --repo "$(REPO)" --tag "$(TAG)" $(RELEASE_ARGS)
 
 template: $(STAMP)
 	$(PY) -m deploy.build_template
