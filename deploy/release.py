@@ -133,6 +133,11 @@ def button(template_url: str, ui_definition_url: str | None, *, government: bool
     return f"[![{label}]({image})]({portal_url(template_url, ui_definition_url, portal)})"
 
 
+def readme_button(repository: str) -> str:
+    """The button for a README: always the repository's latest release (its template and form)."""
+    return button(latest_url(repository, TEMPLATE), latest_url(repository, UI_DEFINITION))
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -276,7 +281,20 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--tag", help="release tag, v<major>.<minor>.<patch>")
     parser.add_argument("--out", type=Path, help="output folder (default: dist/release/<tag>)")
     parser.add_argument("--cache-dir", type=Path, default=package.DEFAULT_CACHE, help="pip download cache")
+    parser.add_argument(
+        "--readme-button",
+        action="store_true",
+        help="print the Markdown button for the latest release of --repo (for a README) and exit",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.readme_button:
+        if not args.repo or not _REPOSITORY.match(args.repo):
+            print(
+                f"release: --readme-button needs --repo <owner>/<name> (got {args.repo!r})", file=sys.stderr
+            )
+            return 2
+        print(readme_button(args.repo))
+        return 0
     try:
         repository, tag = validate(args.repo, args.tag)
         out = args.out if args.out is not None else REPO_ROOT / "dist" / "release" / tag

@@ -248,3 +248,30 @@ def test_portal_url_encodes_both_urls() -> None:
         "https://portal.azure.com/#create/Microsoft.Template/uri/https%3A%2F%2Fe.x%2Fa%20b%2Ft.json"
         "/createUIDefinitionUri/https%3A%2F%2Fe.x%2Ff.json"
     )
+
+
+def test_readme_button_is_the_latest_release_of_the_repository() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.release", "--repo", "octo-org/connector", "--readme-button"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    (match,) = BUTTON.finditer(result.stdout)
+    assert (
+        unquote(match["template"])
+        == "https://github.com/octo-org/connector/releases/latest/download/azuredeploy.json"
+    )
+    assert unquote(match["form"]) == (
+        "https://github.com/octo-org/connector/releases/latest/download/createUiDefinition.json"
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "deploy.release", "--readme-button"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
