@@ -13,12 +13,11 @@ Functions `local.settings.json` on the environment:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import orjson
 
@@ -26,22 +25,34 @@ from . import doctor, health
 from .clock import SystemClock
 from .composition import build_store, quiet_third_party_loggers, run_from_environment
 from .cursor import Checkpoint
-from .errors import ConfigurationError, ConnectorError
+from .errors import ConfigurationError, ConnectorError, SettingsFileError
 from .pipeline import RunFailed
 from .report import checkpoint_summary
 from .settings import load_settings
+from .settings_file import read_values
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEAD_LETTER_COUNT_LIMIT = 100
 
 
-def environment_with(settings_file: str | None) -> dict[str, str]:
-    """The process environment, overlaid with a Functions `local.settings.json` file's Values."""
-    environ = dict(os.environ)
-    if settings_file:
-        values = json.loads(Path(settings_file).read_text(encoding="utf-8")).get("Values", {})
-        environ.update({str(k): str(v) for k, v in values.items()})
-    return environ
+@contextmanager
+def environment_with(values: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """The process environment overlaid with a settings file's Values, for the command's duration.
+
+    The overlay is applied to the process environment itself, as `func start` applies
+    local.settings.json, so the SDKs read the same values the connector does: azure-identity's
+    IDENTITY_ENDPOINT / AZURE_CLIENT_ID, requests' REQUESTS_CA_BUNDLE. Restored afterwards.
+    """
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield dict(os.environ)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _print(payload: dict[str, object]) -> None:
@@ -49,14 +60,19 @@ def _print(payload: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    environ = environment_with(args.settings)
+def configuration_failed(command: str, error: ConfigurationError) -> int:
+    """One line on stderr (and, for `run`, the failed run report its stdout promises); exit 2."""
+    logging.getLogger("nordpass_connector").error("%s", error.describe())
+    if command == "run":
+        _print({"outcome": "failed", "error": error.describe(), "error_class": type(error).__name__})
+    return EXIT_CONFIG
+
+
+def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         report = run_from_environment(environ)
     except ConfigurationError as error:
-        logging.getLogger("nordpass_connector").error("%s", error.describe())
-        _print({"outcome": "failed", "error": error.describe(), "error_class": "ConfigurationError"})
-        return EXIT_CONFIG
+        return configuration_failed("run", error)
     except RunFailed as failure:
         logging.getLogger("nordpass_connector").error("run failed: %s", failure.cause.describe())
         _print(failure.report.to_dict())
@@ -69,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = doctor.run_doctor(environment_with(args.settings), timeout=args.timeout)
+def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    checks = doctor.run_doctor(environ, timeout=args.timeout)
     sys.stdout.write("\n".join(doctor.render(checks)) + "\n")
     sys.stdout.flush()
     if all(c.passed for c in checks):
@@ -79,8 +95,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_CONFIG if not settings_check.passed else EXIT_FAILED
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    environ = environment_with(args.settings)
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     quiet_third_party_loggers()
     out = logging.getLogger("nordpass_connector")
     try:
@@ -122,9 +137,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"checkpoint: windows done to {summary.get('done_to') or '-'}"
                 + (f", window in progress {progress[0]} .. {progress[1]}" if progress else "")
             )
-        lines.append(
-            f"dead letters: {dead_text} in table {settings.checkpoint_table}deadletters"
-        )
+        lines.append(f"dead letters: {dead_text} in table {settings.checkpoint_table}deadletters")
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
     return EXIT_OK if record is not None and record.healthy else EXIT_FAILED
@@ -133,8 +146,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nordpass_connector")
     parser.add_argument(
-        "--log-level", help="stderr log level (default INFO for run; ERROR for doctor and status, whose "
-        "stdout already says what failed)"
+        "--log-level",
+        help="stderr log level (default INFO for run; ERROR for doctor and status, whose "
+        "stdout already says what failed)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the connector (the timer's code path)")
@@ -158,5 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    handler = args.handler
-    return int(handler(args))
+    try:
+        values = read_values(args.settings) if args.settings else {}
+    except SettingsFileError as error:
+        return configuration_failed(args.command, error)
+    with environment_with(values) as environ:
+        return int(args.handler(args, environ))

@@ -5,6 +5,7 @@ re-raise one of these, so the pipeline decides what to do next from the class al
 
     ConnectorError                      base; ``str(e)`` is safe to log (no secrets, no event content)
     ├── ConfigurationError              fatal until an operator fixes a setting; carries every problem
+    │   └── SettingsFileError           the --settings file itself is unusable (missing, not JSON, ...)
     ├── SourceError                     NordPass Activity API
     │   ├── SourceAuthError             token rejected (401/403): fatal, re-issue the token
     │   ├── SourceUnavailable           retries exhausted or budget spent: try again next tick
@@ -50,6 +51,19 @@ class ConfigurationError(ConnectorError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration: " + "; ".join(self.problems))
+
+
+class SettingsFileError(ConfigurationError):
+    """The `--settings` file cannot be used at all; its contents are never quoted (it holds secrets)."""
+
+    action = (
+        'pass --settings the path of a local.settings.json: a JSON object whose "Values" object holds '
+        "the settings (copy local.settings.json.example to start one)"
+    )
+
+    def __init__(self, problem: str) -> None:
+        self.problems = [problem]
+        ConnectorError.__init__(self, problem)
 
 
 class SourceError(ConnectorError):

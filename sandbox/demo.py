@@ -44,7 +44,9 @@ from typing import Any
 import orjson
 
 from nordpass_connector import mapping
+from nordpass_connector.errors import SettingsFileError
 from nordpass_connector.schema import TABLE_NAME
+from nordpass_connector.settings_file import read_values
 
 from . import datagen
 from .azurite import Azurite, AzuriteUnavailable, azurite_bin, ensure_installed
@@ -938,13 +940,11 @@ def screenshot(html: Path, png: Path) -> None:
 
 def run_real(settings_file: Path) -> int:
     """One tick of the same timer function with the Values of a local.settings.json."""
-    if not settings_file.is_file():
-        raise DemoError(f"{settings_file} not found: copy local.settings.json.example to it and fill it in")
     try:
-        values = json.loads(settings_file.read_text(encoding="utf-8")).get("Values", {})
-    except ValueError as exc:
-        raise DemoError(f"{settings_file} is not valid JSON: {exc}") from exc
-    os.environ.update({str(k): str(v) for k, v in values.items()})
+        values = read_values(settings_file)
+    except SettingsFileError as exc:
+        raise DemoError(f"{exc.message}: {exc.action}") from None
+    os.environ.update(values)
     _out(
         f"real configuration from {settings_file}: one tick of the timer function against NordPass and Azure"
     )

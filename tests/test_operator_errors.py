@@ -1,0 +1,192 @@
+"""The operator's first hour: each mistake, made through the real command in a subprocess, gets one
+actionable line and the documented exit code, with no traceback and no secret in the output.
+
+`python -m nordpass_connector ...` runs exactly as a person types it, with `--settings` pointing at a
+file written here. Where a service is needed, the sandbox stand-ins serve it (the `sandbox` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nordpass_connector.errors import SettingsFileError
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET_TOKEN = "np-secret-token-7c41d9e2a8"
+# The logging prefix of the command line's stderr lines.
+LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<logger>[\w.]+): ")
+# Variables through which azure-identity could find an identity on a developer's machine or a CI
+# runner; the commands run without them unless a test sets them.
+IDENTITY_VARIABLES = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+)
+
+
+@dataclass
+class Result:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def assert_clean(self, *secrets: str) -> None:
+        """No traceback and none of `secrets` in anything the command printed."""
+        for stream, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            assert "Traceback" not in text, f"{self.args}: traceback on {stream}:\n{text}"
+            for secret in secrets:
+                assert secret not in text, f"{self.args}: a secret on {stream}"
+
+    def error_line(self) -> str:
+        """The one line on stderr, without the logging prefix (time, level, logger)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, f"{self.args}: expected one line on stderr, got:\n{self.stderr}"
+        match = LOG_PREFIX.match(lines[0])
+        assert match and match["level"] == "ERROR", lines[0]
+        return lines[0][match.end() :]
+
+
+def clean_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any identity source (no managed identity, no
+    service principal, an empty Azure CLI profile: like a laptop without `az login`)."""
+    env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
+    profile = tmp_path / "azure-cli-profile"
+    profile.mkdir(exist_ok=True)
+    env["AZURE_CONFIG_DIR"] = str(profile)
+    env.update(extra)
+    return env
+
+
+def connector(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
+) -> Result:
+    env = dict(os.environ if env is None else env)
+    # Importable from any working directory, as after `pip install`.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "nordpass_connector", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(tuple(args), done.returncode, done.stdout, done.stderr)
+
+
+def write_settings(path: Path, values: Mapping[str, Any]) -> Path:
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": dict(values)}, indent=2), encoding="utf-8")
+    return path
+
+
+# -- 1. the settings file itself -------------------------------------------------------------------
+
+BROKEN_FILES: dict[str, tuple[str, str]] = {
+    # name: (file content, the problem as the line states it; {path} is the file)
+    "not JSON": (
+        '{"Values": {"NORDPASS_TOKEN": "' + SECRET_TOKEN + '",}}',
+        "settings file {path} is not valid JSON (Expecting property name enclosed in double quotes at "
+        "line 1 column 60)",
+    ),
+    "cut short": (
+        '{"Values": ',
+        "settings file {path} is not valid JSON (Expecting value at line 1 column 12)",
+    ),
+    "a list": ("[1, 2]", 'settings file {path} holds a JSON array, not an object with a "Values" object'),
+    "no Values": (
+        json.dumps({"NORDPASS_TOKEN": SECRET_TOKEN}),
+        'settings file {path} has no "Values" object: the settings go inside "Values", as in '
+        "local.settings.json.example",
+    ),
+    "Values a list": (
+        json.dumps({"Values": [SECRET_TOKEN]}),
+        '"Values" in settings file {path} is a JSON array, not an object of setting names and values',
+    ),
+    "nested values": (
+        json.dumps({"Values": {"NORDPASS_TOKEN": {"value": SECRET_TOKEN}, "AZURE_CLIENT_ID": None}}),
+        'settings file {path}: these "Values" are not strings: NORDPASS_TOKEN (object), AZURE_CLIENT_ID '
+        '(null) (write "" to leave one empty)',
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "doctor", "status"])
+def test_a_wrong_settings_path_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    args = ["run", "--once"] if command == "run" else [command]
+    result = connector(*args, "--settings", "no-such.settings.json", cwd=tmp_path)
+    assert result.returncode == 2, result
+    result.assert_clean()
+    expected = (
+        f"SettingsFileError: settings file no-such.settings.json not found -> {SettingsFileError.action}"
+    )
+    assert result.error_line() == expected
+    if command == "run":
+        # `run` keeps its promise of exactly one JSON line on stdout.
+        report = json.loads(result.stdout)
+        assert (report["outcome"], report["error_class"], report["error"]) == (
+            "failed",
+            "SettingsFileError",
+            expected,
+        )
+    else:
+        assert result.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [(case, ("doctor", "status", "run")[i % 3]) for i, case in enumerate(BROKEN_FILES)],
+)
+def test_a_broken_settings_file_is_one_line_and_exit_2(tmp_path: Path, case: str, command: str) -> None:
+    content, problem = BROKEN_FILES[case]
+    path = tmp_path / "local.settings.json"
+    path.write_text(content, encoding="utf-8")
+    args = ["run", "--once"] if command == "run" else [command]
+    result = connector(*args, "--settings", str(path))
+    assert result.returncode == 2, result
+    result.assert_clean(SECRET_TOKEN)
+    assert (
+        result.error_line() == f"SettingsFileError: {problem.format(path=path)} -> {SettingsFileError.action}"
+    )
+
+
+@pytest.mark.slow
+def test_a_directory_given_as_settings_is_one_line(tmp_path: Path) -> None:
+    result = connector("status", "--settings", str(tmp_path))
+    assert result.returncode == 2
+    result.assert_clean()
+    assert result.error_line().startswith(f"SettingsFileError: settings file {tmp_path} is a directory")
+
+
+@pytest.mark.slow
+def test_a_settings_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"Values": {"CONNECTOR_INSTANCE": "x"}}).encode())
+    result = connector("status", "--settings", str(path), env=clean_environment(tmp_path))
+    assert result.returncode == 2
+    result.assert_clean()
+    # Read: what is reported now is the settings inside it (no storage configured), not the file.
+    assert "checkpoint storage is not configured" in result.error_line()
