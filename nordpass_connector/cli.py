@@ -32,6 +32,7 @@ from .settings import load_settings
 from .settings_file import read_values
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEAD_LETTER_COUNT_LIMIT = 100
 
 
@@ -147,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nordpass_connector")
     parser.add_argument(
         "--log-level",
-        help="stderr log level (default INFO for run; ERROR for doctor and status, whose "
-        "stdout already says what failed)",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="stderr log level (default INFO for run; ERROR for doctor and status, whose stdout already "
+        "says what failed). The Azure SDK and HTTP libraries follow it too, but never log below WARNING",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the connector (the timer's code path)")
@@ -172,9 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    previous = quiet_third_party_loggers(logging.getLevelName(level))
     try:
-        values = read_values(args.settings) if args.settings else {}
-    except SettingsFileError as error:
-        return configuration_failed(args.command, error)
-    with environment_with(values) as environ:
-        return int(args.handler(args, environ))
+        try:
+            values = read_values(args.settings) if args.settings else {}
+        except SettingsFileError as error:
+            return configuration_failed(args.command, error)
+        with environment_with(values) as environ:
+            return int(args.handler(args, environ))
+    finally:
+        for name, previous_level in previous.items():  # for in-process callers (tests)
+            logging.getLogger(name).setLevel(previous_level)

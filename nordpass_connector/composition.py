@@ -50,9 +50,15 @@ _QUIET_LOGGERS = (
 )
 
 
-def quiet_third_party_loggers() -> None:
+def quiet_third_party_loggers(level: int = logging.WARNING) -> dict[str, int]:
+    """Hold those loggers at `level` (the command line's --log-level), never below WARNING and never
+    below a level set earlier. Returns the previous levels, for a caller that restores them."""
+    previous = {}
     for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        previous[name] = logger.level
+        logger.setLevel(max(logging.WARNING, level, logger.level))
+    return previous
 
 
 def running_with_managed_identity(environ: Mapping[str, str]) -> bool:

@@ -174,7 +174,8 @@ class _Reader:
         elif parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
             return
         elif parts.scheme != "https":
-            self.problems.append(f"{name} must use https (http is accepted only for loopback hosts)")
+            loopback = " (http is accepted only for loopback hosts)" if allow_loopback_http else ""
+            self.problems.append(f"{name} must use https{loopback}")
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -199,8 +200,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     account = r.text(STORAGE_ACCOUNT, required=False)
     if table_uri is None and account is not None:
         table_uri = f"https://{account}.table.core.windows.net"
+    # Identity-based storage sends a bearer token, which the storage SDK refuses to send over http.
     r.https_url(
-        STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=True
+        STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=False
     )
     if connection_string is None and table_uri is None:
         r.problems.append(

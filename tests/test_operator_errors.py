@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from nordpass_connector.errors import SettingsFileError
+from nordpass_connector.doctor import FIX_IDENTITY
+from nordpass_connector.errors import ConfigurationError, SettingsFileError
+from tests.harness import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_TOKEN = "np-secret-token-7c41d9e2a8"
@@ -190,3 +192,74 @@ def test_a_settings_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) ->
     result.assert_clean()
     # Read: what is reported now is the settings inside it (no storage configured), not the file.
     assert "checkpoint storage is not configured" in result.error_line()
+
+
+# -- 2. no identity locally: doctor's lines are not buried -------------------------------------------
+
+
+@pytest.mark.slow
+def test_doctor_without_az_login_prints_its_checks_and_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings = write_settings(tmp_path / "local.settings.json", sandbox.environ())
+    result = connector("doctor", "--settings", str(settings), env=clean_environment(tmp_path))
+    assert result.returncode == 1, result
+    result.assert_clean(sandbox.token)
+    assert result.stderr == "", "azure-identity's credential report must not bury the checks"
+    lines = result.stdout.splitlines()
+    identity = next(line for line in lines if line.startswith("FAIL  identity"))
+    assert identity == (
+        "FAIL  identity          DefaultAzureCredential (no IDENTITY_ENDPOINT: not running on Azure) could "
+        "not get a token for https://monitor.azure.com (ClientAuthenticationError)"
+    )
+    assert lines[lines.index(identity) + 1].strip() == f"fix: {FIX_IDENTITY}"
+    assert lines[-1] == "doctor: 4 passed, 1 failed, 1 skipped"
+
+
+@pytest.mark.slow
+def test_log_level_warning_shows_the_sdk_warnings_again(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings = write_settings(tmp_path / "local.settings.json", sandbox.environ())
+    result = connector(
+        "--log-level", "warning", "doctor", "--settings", str(settings), env=clean_environment(tmp_path)
+    )
+    assert result.returncode == 1
+    result.assert_clean(sandbox.token)
+    assert "WARNING azure.identity" in result.stderr, "--log-level is honoured for the SDK loggers"
+
+
+@pytest.mark.slow
+def test_status_with_identity_based_storage_and_no_az_login_is_one_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    values = sandbox.environ()
+    del values["AzureWebJobsStorage"]
+    values["AzureWebJobsStorage__accountName"] = "nordpassstore"
+    settings = write_settings(tmp_path / "s.json", values)
+    result = connector("status", "--settings", str(settings), env=clean_environment(tmp_path))
+    assert result.returncode == 1, result
+    result.assert_clean(sandbox.token)
+    # No token, so no request was sent; the SDK's credential report stays out of the way.
+    assert result.error_line().startswith(
+        "could not read the health record: CheckpointUnavailable: checkpoint health read failed: "
+        "ClientAuthenticationError"
+    )
+
+
+@pytest.mark.slow
+def test_identity_based_storage_over_http_is_a_settings_problem(sandbox: Sandbox, tmp_path: Path) -> None:
+    values = sandbox.environ()
+    del values["AzureWebJobsStorage"]
+    values["AzureWebJobsStorage__tableServiceUri"] = sandbox.azurite.endpoint("table")
+    settings = write_settings(tmp_path / "s.json", values)
+    result = connector("status", "--settings", str(settings), env=clean_environment(tmp_path))
+    assert result.returncode == 2, result
+    result.assert_clean(sandbox.token)
+    assert result.error_line() == (
+        "ConfigurationError: invalid configuration: AzureWebJobsStorage__tableServiceUri must use https -> "
+        f"{ConfigurationError.action}"
+    )
+
+
+def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
+    result = connector("--log-level", "verbose", "status", env=clean_environment(tmp_path))
+    assert result.returncode == 2
+    result.assert_clean()
+    assert "invalid choice: 'VERBOSE'" in result.stderr
