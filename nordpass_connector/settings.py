@@ -26,6 +26,31 @@ KEY_VAULT_PREFIX = "@microsoft.keyvault("
 _DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _STREAM = re.compile(r"^Custom-[A-Za-z][A-Za-z0-9_]*$")
+# What a copied example or template leaves behind: "<dcr-name>", "{token}", "${NORDPASS_TOKEN}".
+_BRACKETED = re.compile(r"<[^<>]*>|\{[^{}]*\}")
+_DOCUMENTATION_DOMAINS = ("example.com", "example.net", "example.org")  # RFC 2606: never a service
+_NIL_GUID = "00000000-0000-0000-0000-000000000000"
+# Compared lower-cased with everything but letters and digits removed ("Your_Token-Here").
+_TOKEN_PLACEHOLDERS = frozenset(
+    {
+        "changeme",
+        "replaceme",
+        "placeholder",
+        "token",
+        "yourtoken",
+        "yourtokenhere",
+        "tokenhere",
+        "inserttokenhere",
+        "nordpasstoken",
+        "yournordpasstoken",
+        "secret",
+        "todo",
+        "tbd",
+        "none",
+        "null",
+        "undefined",
+    }
+)
 
 NORDPASS_ENDPOINT_URL = "NORDPASS_ENDPOINT_URL"
 NORDPASS_TOKEN = "NORDPASS_TOKEN"
@@ -127,6 +152,42 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_REAL_VALUE = {
+    NORDPASS_TOKEN: "paste the token from the Admin Panel (Integrations > Events reporting > Microsoft Sentinel)",
+    NORDPASS_ENDPOINT_URL: "use the URL shown next to the token in the Admin Panel",
+    DATA_COLLECTION_ENDPOINT: "use the data collection rule's logs ingestion endpoint (a deployment output)",
+    DCR_IMMUTABLE_ID: "use the data collection rule's immutableId (a deployment output)",
+    AZURE_CLIENT_ID: "use the user-assigned identity's client id, or leave it empty",
+    STORAGE_CLIENT_ID: "use the user-assigned identity's client id, or leave it empty",
+    STORAGE: "use the storage account's connection string (UseDevelopmentStorage=true for Azurite)",
+}
+
+
+def _is_placeholder(name: str, value: str) -> bool:
+    """A value that only stands for the real one: left over from an example, a template or docs."""
+    if _BRACKETED.search(value):
+        return True
+    if name in (NORDPASS_ENDPOINT_URL, DATA_COLLECTION_ENDPOINT, STORAGE_TABLE_URI):
+        try:
+            host = (urlsplit(value).hostname or "").lower()
+        except ValueError:
+            return False  # not a URL at all: the URL check says so
+        return "xxxx" in host or any(host == d or host.endswith("." + d) for d in _DOCUMENTATION_DOMAINS)
+    if name == DCR_IMMUTABLE_ID:
+        return value.lower() == "dcr-" + "0" * 32
+    if name in (AZURE_CLIENT_ID, STORAGE_CLIENT_ID):
+        return value == _NIL_GUID
+    if name == NORDPASS_TOKEN:
+        # One character repeated ("xxxxxxxx", "********") is a mask or a filler, not a token.
+        return len(set(value)) == 1 or re.sub(r"[^a-z0-9]", "", value.lower()) in _TOKEN_PLACEHOLDERS
+    return False
+
+
+def _sendable(token: str) -> bool:
+    """Whether the token can go into an HTTP header as it is (the NordPass client refuses it too)."""
+    return token.isascii() and all(" " < ch != "\x7f" for ch in token)
+
+
 T = TypeVar("T", int, float)
 
 
@@ -147,6 +208,11 @@ class _Reader:
                 f"{name} still holds an unresolved Key Vault reference: the app could not read the "
                 "secret (check the identity has 'Key Vault Secrets User' and the reference syntax)"
             )
+            return None
+        if _is_placeholder(name, value):
+            # Never quoted: the setting may be a secret.
+            hint = _REAL_VALUE.get(name, "replace it with the real value")
+            self.problems.append(f"{name} holds a placeholder, not a real value: {hint}")
             return None
         return value
 
@@ -186,6 +252,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     token = r.text(NORDPASS_TOKEN, required=True)
     if token is not None and token.lower().startswith("bearer "):
         r.problems.append(f"{NORDPASS_TOKEN} must be the raw token from the Admin Panel, without 'Bearer '")
+    elif token is not None and not _sendable(token):
+        r.problems.append(
+            f"{NORDPASS_TOKEN} contains spaces, line breaks, control or non-ASCII characters: paste the "
+            "token alone, exactly as the Admin Panel shows it"
+        )
     dce = r.text(DATA_COLLECTION_ENDPOINT, required=True)
     r.https_url(DATA_COLLECTION_ENDPOINT, dce, allow_loopback_http=False)
     dcr = r.text(DCR_IMMUTABLE_ID, required=True)
@@ -204,7 +275,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     r.https_url(
         STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=False
     )
-    if connection_string is None and table_uri is None:
+    storage_given = any(environ.get(n, "").strip() for n in (STORAGE, STORAGE_ACCOUNT, STORAGE_TABLE_URI))
+    if connection_string is None and table_uri is None and not storage_given:
         r.problems.append(
             f"checkpoint storage is not configured: set {STORAGE} (connection string) or "
             f"{STORAGE_ACCOUNT} / {STORAGE_TABLE_URI} (identity-based)"
@@ -215,6 +287,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if not _TABLE_NAME.match(table):
         r.problems.append(f"{CHECKPOINT_TABLE_NAME} must be 3-63 letters and digits, starting with a letter")
     instance = r.text(CONNECTOR_INSTANCE, required=False, default="default") or "default"
+    storage_client_id = r.text(STORAGE_CLIENT_ID, required=False)
+    azure_client_id = r.text(AZURE_CLIENT_ID, required=False)
 
     budget = r.number(RUN_BUDGET, float, 45.0, 5.0, 540.0)
     lookback = r.number(LOOKBACK, int, 900, 0, 86_400)
@@ -238,9 +312,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         storage=StorageSettings(
             connection_string=SecretStr(connection_string) if connection_string else None,
             table_service_uri=table_uri if connection_string is None else None,
-            client_id=r.text(STORAGE_CLIENT_ID, required=False),
+            client_id=storage_client_id,
         ),
-        azure_client_id=r.text(AZURE_CLIENT_ID, required=False),
+        azure_client_id=azure_client_id,
         checkpoint_table=table,
         instance=instance,
         run_budget_seconds=budget,

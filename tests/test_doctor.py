@@ -143,10 +143,10 @@ def test_missing_role_fails_the_dcr_check_with_the_role_and_propagation_fix(sand
 
 
 def test_wrong_dcr_id_fails_with_the_dcr_fix(sandbox: Sandbox) -> None:
-    checks = run_doctor(environ(sandbox, DCR_IMMUTABLE_ID="dcr-" + "0" * 32), timeout=5)
+    checks = run_doctor(environ(sandbox, DCR_IMMUTABLE_ID="dcr-" + "5e1f" * 8), timeout=5)
     check = by_name(checks, "dcr")
     assert check.verdict == FAIL
-    assert "404" in check.detail and "dcr-" + "0" * 32 in check.detail
+    assert "404" in check.detail and "dcr-" + "5e1f" * 8 in check.detail
     assert check.fix == SinkConfigError.action
 
 
@@ -238,7 +238,7 @@ def test_doctor_as_a_process_exit_codes(sandbox: Sandbox, tmp_path: Path) -> Non
     assert ok.stdout.splitlines()[-1] == "doctor: 6 passed, 0 failed, 0 skipped"
     assert all(line.startswith("PASS") for line in ok.stdout.splitlines()[:-1])
 
-    broken = run_cli(sandbox, tmp_path, "doctor", DCR_IMMUTABLE_ID="dcr-" + "0" * 32)
+    broken = run_cli(sandbox, tmp_path, "doctor", DCR_IMMUTABLE_ID="dcr-" + "5e1f" * 8)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "FAIL  dcr" in broken.stdout
     assert f"fix: {SinkConfigError.action}" in broken.stdout

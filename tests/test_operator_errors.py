@@ -263,3 +263,66 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     result.assert_clean()
     assert "invalid choice: 'VERBOSE'" in result.stderr
+
+
+# -- 3. the example's placeholders and the token's format are settings problems --------------------
+
+EXAMPLE_PROBLEMS = [
+    "NORDPASS_TOKEN holds a placeholder, not a real value: paste the token from the Admin Panel "
+    "(Integrations > Events reporting > Microsoft Sentinel)",
+    "DATA_COLLECTION_ENDPOINT holds a placeholder, not a real value: use the data collection rule's logs "
+    "ingestion endpoint (a deployment output)",
+    "DCR_IMMUTABLE_ID holds a placeholder, not a real value: use the data collection rule's immutableId "
+    "(a deployment output)",
+]
+
+
+def copied_example(tmp_path: Path) -> Path:
+    path = tmp_path / "local.settings.json"
+    path.write_text((REPO / "local.settings.json.example").read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_doctor_on_the_unchanged_example_lists_every_placeholder(tmp_path: Path) -> None:
+    result = connector("doctor", "--settings", str(copied_example(tmp_path)), env=clean_environment(tmp_path))
+    assert result.returncode == 2, result
+    result.assert_clean()
+    assert result.stderr == ""
+    pad = " " * 24
+    assert result.stdout.splitlines()[:5] == [
+        "FAIL  settings          3 problems in the settings",
+        *(f"{pad}- {p}" for p in EXAMPLE_PROBLEMS),
+        f"{pad}fix: {ConfigurationError.action}",
+    ]
+    assert "FAIL  nordpass" not in result.stdout, "the token is judged with the other settings"
+
+
+@pytest.mark.slow
+def test_run_on_the_unchanged_example_is_one_line(tmp_path: Path) -> None:
+    result = connector(
+        "run", "--once", "--settings", str(copied_example(tmp_path)), env=clean_environment(tmp_path)
+    )
+    assert result.returncode == 2, result
+    result.assert_clean()
+    line = f"ConfigurationError: invalid configuration: {'; '.join(EXAMPLE_PROBLEMS)} -> {ConfigurationError.action}"
+    assert result.error_line() == line
+    assert json.loads(result.stdout)["error"] == line
+
+
+@pytest.mark.slow
+def test_a_token_with_a_space_fails_the_settings_check_not_the_nordpass_one(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    token = "np-pasted " + SECRET_TOKEN
+    settings = write_settings(tmp_path / "s.json", sandbox.environ() | {"NORDPASS_TOKEN": token})
+    result = connector("doctor", "--settings", str(settings), env=clean_environment(tmp_path))
+    assert result.returncode == 2, result
+    result.assert_clean(SECRET_TOKEN, "np-pasted")
+    assert result.stdout.splitlines()[:2] == [
+        "FAIL  settings          1 problem in the settings",
+        " "
+        * 24
+        + "- NORDPASS_TOKEN contains spaces, line breaks, control or non-ASCII characters: paste the "
+        "token alone, exactly as the Admin Panel shows it",
+    ]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from nordpass_connector.errors import ConfigurationError
 from nordpass_connector.schema import DEFAULT_STREAM_NAME
 from nordpass_connector.settings import SETTING_NAMES, load_settings
 
+REPO = Path(__file__).resolve().parents[1]
 TOKEN = "np-live-token-9f8e7d6c5b4a"
 GOOD = {
     "NORDPASS_ENDPOINT_URL": "https://api-activities.eu.nordpass.com/activities/query",
@@ -85,3 +89,89 @@ def test_setting_names_cover_everything_read() -> None:
     assert {"NORDPASS_TOKEN", "DCR_STREAM_NAME", "AZURE_CLIENT_ID", "AzureWebJobsStorage__clientId"} <= set(
         SETTING_NAMES
     )
+
+
+# -- placeholders and the token's format: reported with everything else, never echoed ---------------
+
+PLACEHOLDERS = [
+    # (setting, value) as left behind by local.settings.json.example, a template or the docs
+    ("NORDPASS_TOKEN", "<token from Admin Panel > Integrations > Events reporting > Microsoft Sentinel>"),
+    ("NORDPASS_TOKEN", "<token>"),
+    ("NORDPASS_TOKEN", "${NORDPASS_TOKEN}"),
+    ("NORDPASS_TOKEN", "changeme"),
+    ("NORDPASS_TOKEN", "Your_Token-Here"),
+    ("NORDPASS_TOKEN", "xxxxxxxxxxxxxxxx"),
+    ("NORDPASS_TOKEN", "********"),
+    ("DATA_COLLECTION_ENDPOINT", "https://<dcr-name>-xxxx.<region>-1.ingest.monitor.azure.com"),
+    ("DATA_COLLECTION_ENDPOINT", "https://nordpass-xxxx.westeurope-1.ingest.monitor.azure.com"),
+    ("DATA_COLLECTION_ENDPOINT", "https://dce.example.com"),
+    ("DCR_IMMUTABLE_ID", "dcr-00000000000000000000000000000000"),
+    ("DCR_IMMUTABLE_ID", "dcr-<immutable id>"),
+    ("NORDPASS_ENDPOINT_URL", "https://{region}.nordpass.com/activities/query"),
+    ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000"),
+    ("AzureWebJobsStorage__clientId", "<client id>"),
+    ("AzureWebJobsStorage__accountName", "<storage account>"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), PLACEHOLDERS)
+def test_placeholders_are_one_problem_naming_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(dict(GOOD, **{name: value}))
+    problems = caught.value.problems
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{name} holds a placeholder, not a real value: ")
+    assert value not in caught.value.describe(), "the value itself is never quoted"
+
+
+def test_real_values_that_resemble_placeholders_are_accepted() -> None:
+    s = load_settings(
+        dict(
+            GOOD,
+            NORDPASS_TOKEN="np-9a8b7c6d5e4f-token-x1",
+            DATA_COLLECTION_ENDPOINT="https://nordpass-dce-xx1a.westeurope-1.ingest.monitor.azure.com",
+            DCR_IMMUTABLE_ID="dcr-000000000000000000000000000000a1",
+            AZURE_CLIENT_ID="00000000-0000-0000-0000-0000000000a1",
+        )
+    )
+    assert s.dcr_immutable_id.endswith("a1")
+
+
+@pytest.mark.parametrize(
+    "token", ["np token with spaces", "np-token\nsecond-line", "np-t\u00f6ken-1234", "np-token\x7f1234"]
+)
+def test_the_token_format_is_a_settings_problem_reported_with_the_others(token: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(dict(GOOD, NORDPASS_TOKEN=token, DCR_IMMUTABLE_ID="my-dcr", NORDPASS_PAGE_SIZE="0"))
+    problems = caught.value.problems
+    assert problems[0] == (
+        "NORDPASS_TOKEN contains spaces, line breaks, control or non-ASCII characters: paste the token "
+        "alone, exactly as the Admin Panel shows it"
+    )
+    assert [p.split(" ", 1)[0] for p in problems] == [
+        "NORDPASS_TOKEN",
+        "DCR_IMMUTABLE_ID",
+        "NORDPASS_PAGE_SIZE",
+    ]
+    assert token not in caught.value.describe()
+
+
+def test_surrounding_whitespace_of_a_pasted_token_is_trimmed() -> None:
+    assert load_settings(dict(GOOD, NORDPASS_TOKEN=f"  {TOKEN}\n")).nordpass_token.get_secret_value() == TOKEN
+
+
+def test_the_example_file_is_refused_for_its_placeholders_only() -> None:
+    example = json.loads((REPO / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(example)
+    assert [p.split(" ", 1)[0] for p in caught.value.problems] == [
+        "NORDPASS_TOKEN",
+        "DATA_COLLECTION_ENDPOINT",
+        "DCR_IMMUTABLE_ID",
+    ]
+    real = example | {
+        "NORDPASS_TOKEN": TOKEN,
+        "DATA_COLLECTION_ENDPOINT": GOOD["DATA_COLLECTION_ENDPOINT"],
+        "DCR_IMMUTABLE_ID": GOOD["DCR_IMMUTABLE_ID"],
+    }
+    assert load_settings(real).storage.connection_string is not None
