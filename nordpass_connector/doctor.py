@@ -165,7 +165,8 @@ class Doctor:
         self._step("identity", "settings", self._check_identity)
         self._step("dcr", "identity", self._check_dcr)
         self._step("checkpoint table", "settings", self._check_table)
-        self._step("clock", None, self._check_clock)
+        # Without valid settings neither service was contacted, so there is no Date header to judge.
+        self._step("clock", "settings", self._check_clock)
         close = getattr(self._credential, "close", None)
         if callable(close):
             close()

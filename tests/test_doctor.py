@@ -210,6 +210,10 @@ def test_clock_is_skipped_when_nothing_answered(sandbox: Sandbox, token_endpoint
     checks = run_doctor(environ(sandbox, NORDPASS_ENDPOINT_URL=url), timeout=2)
     assert by_name(checks, "identity").verdict == FAIL
     assert by_name(checks, "clock").verdict == SKIP
+    # Both were asked (the settings passed), neither answered: that is what the line says.
+    assert by_name(checks, "clock").detail == (
+        "skipped: neither NordPass nor the Logs Ingestion API answered with a Date header"
+    )
 
 
 # -- as a process: exit codes and output ---------------------------------------------------------

@@ -296,6 +296,15 @@ def test_doctor_on_the_unchanged_example_lists_every_placeholder(tmp_path: Path)
         f"{pad}fix: {ConfigurationError.action}",
     ]
     assert "FAIL  nordpass" not in result.stdout, "the token is judged with the other settings"
+    assert result.stdout.splitlines()[5:] == [
+        "SKIP  nordpass          skipped: the settings check did not pass",
+        "SKIP  identity          skipped: the settings check did not pass",
+        "SKIP  dcr               skipped: the identity check did not pass",
+        "SKIP  checkpoint table  skipped: the settings check did not pass",
+        # Not "neither service answered with a Date header": neither was contacted.
+        "SKIP  clock             skipped: the settings check did not pass",
+        "doctor: 0 passed, 1 failed, 5 skipped",
+    ]
 
 
 @pytest.mark.slow
