@@ -6,8 +6,10 @@ Functions `local.settings.json` on the environment:
   configuration problem.
 - `doctor`: one line per configuration check (PASS / FAIL with the fix / SKIP). Exit 0 only when
   every check passed; 2 when the settings themselves are invalid; 1 otherwise.
-- `status [--json]`: the health record the runs keep beside the checkpoint. Exit 0 when the last run
-  succeeded; 1 when it failed, or no run has recorded health yet; 2 for a configuration problem.
+- `status [--json]`: the health record the runs keep beside the checkpoint. It needs only the storage
+  settings, so it shows the record even when another setting is wrong (and names those problems).
+  Exit 0 when the last run succeeded; 1 when it failed, or no run has recorded health yet; 2 for a
+  configuration problem.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .cursor import Checkpoint
 from .errors import ConfigurationError, ConnectorError, SettingsFileError
 from .pipeline import RunFailed
 from .report import checkpoint_summary
-from .settings import load_settings
+from .settings import load_settings, load_store_settings
 from .settings_file import read_values
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -100,10 +102,17 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     quiet_third_party_loggers()
     out = logging.getLogger("nordpass_connector")
     try:
-        settings = load_settings(environ)
+        settings = load_store_settings(environ)
     except ConfigurationError as error:
         out.error("%s", error.describe())
         return EXIT_CONFIG
+    # The record is what a person needs most when the runs fail on a setting (a revoked or mistyped
+    # token): shown anyway, with the problems the runs will stop on.
+    try:
+        load_settings(environ)
+        run_problems: list[str] = []
+    except ConfigurationError as error:
+        run_problems = error.problems
     now = SystemClock().now()
     store = build_store(settings, environ)
     try:
@@ -128,6 +137,7 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "health": record.to_dict(now=now) if record else None,
                 "checkpoint": summary,
                 "dead_letters": dead_text,
+                "settings_problems": run_problems,
             }
         )
     else:
@@ -139,8 +149,16 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 + (f", window in progress {progress[0]} .. {progress[1]}" if progress else "")
             )
         lines.append(f"dead letters: {dead_text} in table {settings.checkpoint_table}deadletters")
+        if run_problems:
+            count = len(run_problems)
+            lines.append(
+                f"settings: {count} problem{'s' if count != 1 else ''} to fix before runs can succeed "
+                f"(`doctor` checks every setting): {'; '.join(run_problems)}"
+            )
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
+    if run_problems:
+        return EXIT_CONFIG
     return EXIT_OK if record is not None and record.healthy else EXIT_FAILED
 
 

@@ -28,7 +28,7 @@ from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .retry import Retrier, RetryLog, RetryPolicy
-from .settings import Settings, load_settings
+from .settings import Settings, StoreSettings, load_settings
 from .sink import IngestionSink, build_logs_client
 
 log = logging.getLogger("nordpass_connector")
@@ -67,7 +67,7 @@ def running_with_managed_identity(environ: Mapping[str, str]) -> bool:
 
 
 def build_credential(
-    settings: Settings, environ: Mapping[str, str], *, client_id: str | None = None
+    settings: Settings | StoreSettings, environ: Mapping[str, str], *, client_id: str | None = None
 ) -> TokenCredential:
     wanted = client_id or settings.azure_client_id
     if running_with_managed_identity(environ):
@@ -80,7 +80,9 @@ def build_credential(
     )
 
 
-def build_store(settings: Settings, environ: Mapping[str, str], **table_options: Any) -> TableCheckpointStore:
+def build_store(
+    settings: Settings | StoreSettings, environ: Mapping[str, str], **table_options: Any
+) -> TableCheckpointStore:
     """The checkpoint store (checkpoint, dead letters, health record) as the run uses it; `status`
     and `doctor` build theirs here too so they look exactly where the runs write."""
     table_credential = None

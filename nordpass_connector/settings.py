@@ -112,6 +112,16 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """The checkpoint table (checkpoint, dead letters, health record) and how to reach it."""
+
+    storage: StorageSettings
+    checkpoint_table: str = "nordpasscheckpoint"
+    instance: str = "default"
+    azure_client_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     nordpass_endpoint_url: str
     nordpass_token: SecretStr
@@ -244,6 +254,52 @@ class _Reader:
             self.problems.append(f"{name} must use https{loopback}")
 
 
+def load_store_settings(environ: Mapping[str, str]) -> StoreSettings:
+    """Only what reaching the checkpoint table needs (`status`): a broken NordPass token or DCR
+    setting does not stop a person from reading the health record."""
+    r = _Reader(environ)
+    store = _read_store(r)
+    if r.problems:
+        raise ConfigurationError(r.problems)
+    return store
+
+
+def _read_store(r: _Reader) -> StoreSettings:
+    connection_string = r.text(STORAGE, required=False)
+    table_uri = r.text(STORAGE_TABLE_URI, required=False)
+    account = r.text(STORAGE_ACCOUNT, required=False)
+    if table_uri is None and account is not None:
+        table_uri = f"https://{account}.table.core.windows.net"
+    # Identity-based storage sends a bearer token, which the storage SDK refuses to send over http.
+    r.https_url(
+        STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=False
+    )
+    storage_given = any(r.environ.get(n, "").strip() for n in (STORAGE, STORAGE_ACCOUNT, STORAGE_TABLE_URI))
+    if connection_string is None and table_uri is None and not storage_given:
+        r.problems.append(
+            f"checkpoint storage is not configured: set {STORAGE} (connection string) or "
+            f"{STORAGE_ACCOUNT} / {STORAGE_TABLE_URI} (identity-based)"
+        )
+    table = (
+        r.text(CHECKPOINT_TABLE_NAME, required=False, default="nordpasscheckpoint") or "nordpasscheckpoint"
+    )
+    if not _TABLE_NAME.match(table):
+        r.problems.append(f"{CHECKPOINT_TABLE_NAME} must be 3-63 letters and digits, starting with a letter")
+    instance = r.text(CONNECTOR_INSTANCE, required=False, default="default") or "default"
+    storage_client_id = r.text(STORAGE_CLIENT_ID, required=False)
+    azure_client_id = r.text(AZURE_CLIENT_ID, required=False)
+    return StoreSettings(
+        storage=StorageSettings(
+            connection_string=SecretStr(connection_string) if connection_string else None,
+            table_service_uri=table_uri if connection_string is None else None,
+            client_id=storage_client_id,
+        ),
+        checkpoint_table=table,
+        instance=instance,
+        azure_client_id=azure_client_id,
+    )
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Validate every setting; raise ConfigurationError listing every problem at once."""
     r = _Reader(environ)
@@ -266,29 +322,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if not _STREAM.match(stream):
         r.problems.append(f"{DCR_STREAM_NAME} must be a custom stream name like {DEFAULT_STREAM_NAME}")
 
-    connection_string = r.text(STORAGE, required=False)
-    table_uri = r.text(STORAGE_TABLE_URI, required=False)
-    account = r.text(STORAGE_ACCOUNT, required=False)
-    if table_uri is None and account is not None:
-        table_uri = f"https://{account}.table.core.windows.net"
-    # Identity-based storage sends a bearer token, which the storage SDK refuses to send over http.
-    r.https_url(
-        STORAGE_TABLE_URI, table_uri if table_uri and account is None else None, allow_loopback_http=False
-    )
-    storage_given = any(environ.get(n, "").strip() for n in (STORAGE, STORAGE_ACCOUNT, STORAGE_TABLE_URI))
-    if connection_string is None and table_uri is None and not storage_given:
-        r.problems.append(
-            f"checkpoint storage is not configured: set {STORAGE} (connection string) or "
-            f"{STORAGE_ACCOUNT} / {STORAGE_TABLE_URI} (identity-based)"
-        )
-    table = (
-        r.text(CHECKPOINT_TABLE_NAME, required=False, default="nordpasscheckpoint") or "nordpasscheckpoint"
-    )
-    if not _TABLE_NAME.match(table):
-        r.problems.append(f"{CHECKPOINT_TABLE_NAME} must be 3-63 letters and digits, starting with a letter")
-    instance = r.text(CONNECTOR_INSTANCE, required=False, default="default") or "default"
-    storage_client_id = r.text(STORAGE_CLIENT_ID, required=False)
-    azure_client_id = r.text(AZURE_CLIENT_ID, required=False)
+    store = _read_store(r)
 
     budget = r.number(RUN_BUDGET, float, 45.0, 5.0, 540.0)
     lookback = r.number(LOOKBACK, int, 900, 0, 86_400)
@@ -309,14 +343,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         data_collection_endpoint=dce.rstrip("/"),
         dcr_immutable_id=dcr,
         dcr_stream_name=stream,
-        storage=StorageSettings(
-            connection_string=SecretStr(connection_string) if connection_string else None,
-            table_service_uri=table_uri if connection_string is None else None,
-            client_id=storage_client_id,
-        ),
-        azure_client_id=azure_client_id,
-        checkpoint_table=table,
-        instance=instance,
+        storage=store.storage,
+        azure_client_id=store.azure_client_id,
+        checkpoint_table=store.checkpoint_table,
+        instance=store.instance,
         run_budget_seconds=budget,
         lookback_seconds=lookback,
         safety_delay_seconds=delay,

@@ -335,3 +335,65 @@ def test_a_token_with_a_space_fails_the_settings_check_not_the_nordpass_one(
         + "- NORDPASS_TOKEN contains spaces, line breaks, control or non-ASCII characters: paste the "
         "token alone, exactly as the Admin Panel shows it",
     ]
+
+
+# -- 6. status needs only the storage settings -------------------------------------------------------
+
+TOKEN_PROBLEM = (
+    "NORDPASS_TOKEN contains spaces, line breaks, control or non-ASCII characters: paste the token alone, "
+    "exactly as the Admin Panel shows it"
+)
+
+
+@pytest.mark.slow
+def test_status_shows_the_health_record_when_the_token_setting_is_broken(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    good = write_settings(tmp_path / "good.json", sandbox.environ())
+    first = connector("run", "--once", "--settings", str(good))  # identity from the fixture's environment
+    assert first.returncode == 0, first
+    run_id = json.loads(first.stdout)["run_id"]
+
+    broken_token = "np-pasted " + SECRET_TOKEN
+    broken = write_settings(
+        tmp_path / "broken.json",
+        sandbox.environ() | {"NORDPASS_TOKEN": broken_token, "DCR_IMMUTABLE_ID": "x"},
+    )
+    result = connector("status", "--settings", str(broken), env=clean_environment(tmp_path))
+    assert result.returncode == 2, result
+    result.assert_clean(SECRET_TOKEN, "np-pasted")
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(rf"last run\s+ok at \S+ \(run {run_id}\)", lines[1]), lines
+    assert lines[-1] == (
+        "settings: 2 problems to fix before runs can succeed (`doctor` checks every setting): "
+        f"{TOKEN_PROBLEM}; DCR_IMMUTABLE_ID must look like dcr-<32 hex digits> (the DCR's immutableId)"
+    )
+
+    as_json = connector("status", "--json", "--settings", str(broken), env=clean_environment(tmp_path))
+    assert as_json.returncode == 2
+    as_json.assert_clean(SECRET_TOKEN, "np-pasted")
+    data = json.loads(as_json.stdout)
+    assert data["health"]["last_run_id"] == run_id
+    assert data["settings_problems"][0] == TOKEN_PROBLEM
+
+
+@pytest.mark.slow
+def test_status_still_refuses_broken_storage_settings_in_one_line(sandbox: Sandbox, tmp_path: Path) -> None:
+    values = sandbox.environ() | {
+        "NORDPASS_TOKEN": "np-pasted " + SECRET_TOKEN,
+        "CHECKPOINT_TABLE_NAME": "no",
+    }
+    result = connector(
+        "status",
+        "--settings",
+        str(write_settings(tmp_path / "s.json", values)),
+        env=clean_environment(tmp_path),
+    )
+    assert result.returncode == 2
+    result.assert_clean(SECRET_TOKEN)
+    # Only what status itself cannot do without.
+    assert result.error_line() == (
+        "ConfigurationError: invalid configuration: CHECKPOINT_TABLE_NAME must be 3-63 letters and digits, "
+        f"starting with a letter -> {ConfigurationError.action}"
+    )
