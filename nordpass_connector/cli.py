@@ -27,7 +27,8 @@ from . import doctor, health
 from .clock import SystemClock
 from .composition import build_store, quiet_third_party_loggers, run_from_environment
 from .cursor import Checkpoint
-from .errors import ConfigurationError, ConnectorError, SettingsFileError
+from .emulator import emulator_not_running
+from .errors import CheckpointUnavailable, ConfigurationError, ConnectorError, SettingsFileError
 from .pipeline import RunFailed
 from .report import checkpoint_summary
 from .settings import load_settings, load_store_settings
@@ -77,7 +78,11 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigurationError as error:
         return configuration_failed("run", error)
     except RunFailed as failure:
-        logging.getLogger("nordpass_connector").error("run failed: %s", failure.cause.describe())
+        cause = failure.cause
+        if isinstance(cause, CheckpointUnavailable):
+            cause = emulator_not_running(load_store_settings(environ).storage) or cause
+            failure.report.error = cause.describe()
+        logging.getLogger("nordpass_connector").error("run failed: %s", cause.describe())
         _print(failure.report.to_dict())
         return EXIT_FAILED
     except ConnectorError as error:
@@ -121,6 +126,8 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # Only counted, never shown: a dead letter holds the event itself.
         dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
     except ConnectorError as error:
+        if isinstance(error, CheckpointUnavailable):
+            error = emulator_not_running(settings.storage) or error
         out.error("could not read the health record: %s", error.describe())
         return EXIT_FAILED
     summary = None

@@ -28,6 +28,7 @@ from azure.data.tables import TableClient, UpdateMode
 from .checkpoint import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
 from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
+from .emulator import emulator_not_running
 from .errors import (
     ConfigurationError,
     ConnectorError,
@@ -367,6 +368,8 @@ class Doctor:
             return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
         except AzureError as error:
             status = getattr(error, "status_code", None)
+            if status is None and (not_running := emulator_not_running(s.storage)) is not None:
+                return Check("checkpoint table", FAIL, not_running.message, fix=not_running.action)
             fix = _table_auth_fix(s) if status == 403 else FIX_TABLE_UNREACHABLE
             return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
         if read.get("Nonce") != probe["Nonce"]:

@@ -153,7 +153,7 @@ class Settings:
         return int(self.run_budget_seconds) + 60
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -191,6 +191,24 @@ def _is_placeholder(name: str, value: str) -> bool:
         # One character repeated ("xxxxxxxx", "********") is a mask or a filler, not a token.
         return len(set(value)) == 1 or re.sub(r"[^a-z0-9]", "", value.lower()) in _TOKEN_PLACEHOLDERS
     return False
+
+
+def _is_connection_string(value: str) -> bool:
+    """The shape the storage SDK accepts (it raises a bare ValueError otherwise): key=value pairs
+    naming the emulator, a table endpoint, or an account with its key or a SAS."""
+    pairs = {}
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        key, sep, rest = part.partition("=")
+        if not sep or not key.strip():
+            return False
+        pairs[key.strip().lower()] = rest.strip()
+    if pairs.get("usedevelopmentstorage", "").lower() == "true":
+        return True
+    return "tableendpoint" in pairs or (
+        "accountname" in pairs and ("accountkey" in pairs or "sharedaccesssignature" in pairs)
+    )
 
 
 def _sendable(token: str) -> bool:
@@ -247,7 +265,7 @@ class _Reader:
         host = parts.hostname or ""
         if not host:
             self.problems.append(f"{name} must be an absolute https URL")
-        elif parts.scheme == "http" and allow_loopback_http and _is_loopback(host):
+        elif parts.scheme == "http" and allow_loopback_http and is_loopback(host):
             return
         elif parts.scheme != "https":
             loopback = " (http is accepted only for loopback hosts)" if allow_loopback_http else ""
@@ -266,6 +284,12 @@ def load_store_settings(environ: Mapping[str, str]) -> StoreSettings:
 
 def _read_store(r: _Reader) -> StoreSettings:
     connection_string = r.text(STORAGE, required=False)
+    if connection_string is not None and not _is_connection_string(connection_string):
+        r.problems.append(
+            f"{STORAGE} is not a storage connection string: use UseDevelopmentStorage=true (Azurite) or "
+            "the storage account's connection string (Access keys), or leave it empty for identity-based "
+            "storage"
+        )
     table_uri = r.text(STORAGE_TABLE_URI, required=False)
     account = r.text(STORAGE_ACCOUNT, required=False)
     if table_uri is None and account is not None:
@@ -357,7 +381,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         windows_ahead=windows_ahead,
         upload_concurrency=upload_concurrency,
     )
-    if settings.nordpass_host not in KNOWN_NORDPASS_HOSTS and not _is_loopback(settings.nordpass_host):
+    if settings.nordpass_host not in KNOWN_NORDPASS_HOSTS and not is_loopback(settings.nordpass_host):
         log.warning(
             "%s host %s is not one of the known NordPass data centers %s; continuing",
             NORDPASS_ENDPOINT_URL,

@@ -14,6 +14,7 @@ import pytest
 
 from nordpass_connector import doctor
 from nordpass_connector.doctor import FAIL, PASS, SKIP, Check, run_doctor
+from nordpass_connector.emulator import START_AZURITE
 from nordpass_connector.errors import (
     ConfigurationError,
     SinkAuthError,
@@ -172,9 +173,8 @@ def test_token_endpoint_failure_fails_identity_and_skips_the_dcr(
 
 
 def test_unreachable_table_fails_with_the_storage_fix(sandbox: Sandbox) -> None:
-    port = closed_port()
     broken = sandbox.azurite.connection_string.replace(
-        f"127.0.0.1:{sandbox.azurite.ports['table']}", f"127.0.0.1:{port}"
+        f"http://127.0.0.1:{sandbox.azurite.ports['table']}", "http://storage.nowhere.invalid"
     )
     assert broken != sandbox.azurite.connection_string
     checks = run_doctor(environ(sandbox, AzureWebJobsStorage=broken), timeout=3)
@@ -182,6 +182,19 @@ def test_unreachable_table_fails_with_the_storage_fix(sandbox: Sandbox) -> None:
     assert check.verdict == FAIL
     assert check.detail.startswith("checkpoint table write failed: ServiceRequestError")
     assert check.fix == doctor.FIX_TABLE_UNREACHABLE
+
+
+def test_a_stopped_local_emulator_fails_with_the_start_azurite_fix(sandbox: Sandbox) -> None:
+    port = closed_port()
+    broken = sandbox.azurite.connection_string.replace(
+        f"127.0.0.1:{sandbox.azurite.ports['table']}", f"127.0.0.1:{port}"
+    )
+    check = by_name(run_doctor(environ(sandbox, AzureWebJobsStorage=broken), timeout=3), "checkpoint table")
+    assert check.verdict == FAIL
+    assert check.detail == (
+        f"nothing answers at 127.0.0.1:{port}, the local storage emulator AzureWebJobsStorage points at"
+    )
+    assert check.fix == START_AZURITE
 
 
 def test_wrong_storage_key_fails_with_the_credential_fix(sandbox: Sandbox) -> None:

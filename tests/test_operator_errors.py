@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from nordpass_connector.doctor import FIX_IDENTITY
+from nordpass_connector.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.errors import ConfigurationError, SettingsFileError
+from sandbox.azurite import free_port
 from tests.harness import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -397,3 +399,78 @@ def test_status_still_refuses_broken_storage_settings_in_one_line(sandbox: Sandb
         "ConfigurationError: invalid configuration: CHECKPOINT_TABLE_NAME must be 3-63 letters and digits, "
         f"starting with a letter -> {ConfigurationError.action}"
     )
+
+
+# -- 4. the example's storage is Azurite: when it is not running, say so -------------------------------
+
+AZURITE_DOWN = (
+    "Azurite is not running: AzureWebJobsStorage=UseDevelopmentStorage=true means the local storage "
+    "emulator at 127.0.0.1:10002, and nothing answers there"
+)
+
+
+@pytest.fixture
+def development_storage_port_free() -> None:
+    if listens(DEVELOPMENT_TABLE_ADDRESS):
+        pytest.skip("something (an Azurite of your own?) listens on 127.0.0.1:10002 here")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("development_storage_port_free")
+def test_azurite_not_running_is_one_clear_line_for_doctor_run_and_status(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    values = sandbox.environ() | {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    settings = str(write_settings(tmp_path / "local.settings.json", values))
+
+    doctor = connector("doctor", "--settings", settings)
+    assert doctor.returncode == 1, doctor
+    doctor.assert_clean(sandbox.token)
+    lines = doctor.stdout.splitlines()
+    table = lines.index(f"FAIL  checkpoint table  {AZURITE_DOWN}")
+    assert lines[table + 1] == " " * 24 + f"fix: {START_AZURITE}"
+    assert "npx azurite-table" in START_AZURITE and "real storage account" in START_AZURITE
+
+    run = connector("run", "--once", "--settings", settings)
+    assert run.returncode == 1, run
+    run.assert_clean(sandbox.token)
+    line = f"CheckpointUnavailable: {AZURITE_DOWN} -> {START_AZURITE}"
+    assert run.error_line() == f"run failed: {line}"
+    assert json.loads(run.stdout)["error"] == line
+
+    status = connector("status", "--settings", settings)
+    assert status.returncode == 1, status
+    status.assert_clean(sandbox.token)
+    assert status.error_line() == f"could not read the health record: {line}"
+
+
+@pytest.mark.slow
+def test_a_local_emulator_endpoint_with_nothing_behind_it_is_named(sandbox: Sandbox, tmp_path: Path) -> None:
+    port = free_port()
+    broken = re.sub(
+        r"TableEndpoint=http://127\.0\.0\.1:\d+",
+        f"TableEndpoint=http://127.0.0.1:{port}",
+        sandbox.azurite.connection_string,
+    )
+    assert broken != sandbox.azurite.connection_string
+    settings = write_settings(tmp_path / "s.json", sandbox.environ() | {"AzureWebJobsStorage": broken})
+    status = connector("status", "--settings", str(settings))
+    assert status.returncode == 1, status
+    status.assert_clean(sandbox.token, broken.split("AccountKey=")[1].split(";")[0])
+    assert status.error_line() == (
+        f"could not read the health record: CheckpointUnavailable: nothing answers at 127.0.0.1:{port}, the "
+        f"local storage emulator AzureWebJobsStorage points at -> {START_AZURITE}"
+    )
+
+
+@pytest.mark.slow
+def test_a_malformed_connection_string_is_a_settings_problem(sandbox: Sandbox, tmp_path: Path) -> None:
+    values = sandbox.environ() | {"AzureWebJobsStorage": "AccountName=nordpass;" + SECRET_TOKEN}
+    settings = str(write_settings(tmp_path / "s.json", values))
+    for args in (("status",), ("run", "--once")):
+        result = connector(*args, "--settings", settings)
+        assert result.returncode == 2, result
+        result.assert_clean(SECRET_TOKEN)
+        assert result.error_line().startswith(
+            "ConfigurationError: invalid configuration: AzureWebJobsStorage is not a storage connection string"
+        )

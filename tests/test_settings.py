@@ -175,3 +175,35 @@ def test_the_example_file_is_refused_for_its_placeholders_only() -> None:
         "DCR_IMMUTABLE_ID": GOOD["DCR_IMMUTABLE_ID"],
     }
     assert load_settings(real).storage.connection_string is not None
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "accepted"),
+    [
+        ("UseDevelopmentStorage=true", True),
+        (
+            "DefaultEndpointsProtocol=https;AccountName=np;AccountKey=a2V5PQ==;EndpointSuffix=core.windows.net",
+            True,
+        ),
+        ("AccountName=np;SharedAccessSignature=sv=2024&sig=abc", True),
+        ("AccountName=np;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:10002/np;", True),
+        ("nordpass-storage-key-0123", False),
+        ("AccountName=np", False),
+        ("AccountName=np;a2V5PQ==", False),
+    ],
+)
+def test_the_storage_connection_string_has_the_shape_the_sdk_accepts(
+    connection_string: str, accepted: bool
+) -> None:
+    environ = {k: v for k, v in GOOD.items() if not k.startswith("AzureWebJobs")}
+    environ["AzureWebJobsStorage"] = connection_string
+    if accepted:
+        assert load_settings(environ).storage.connection_string is not None
+        return
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(environ)
+    assert caught.value.problems == [
+        "AzureWebJobsStorage is not a storage connection string: use UseDevelopmentStorage=true (Azurite) or "
+        "the storage account's connection string (Access keys), or leave it empty for identity-based storage"
+    ]
+    assert connection_string not in caught.value.describe()
