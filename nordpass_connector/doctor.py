@@ -34,6 +34,7 @@ from .errors import (
     ConnectorError,
     SinkAuthError,
     SinkConfigError,
+    SinkTokenUnavailable,
     SourceAuthError,
     SourceUnavailable,
 )
@@ -56,11 +57,7 @@ FIX_NORDPASS_UNREACHABLE = (
     "check NORDPASS_ENDPOINT_URL (the URL shown next to the token in the Admin Panel) and that the "
     "app can reach it (outbound network, firewall, VNet integration)"
 )
-FIX_IDENTITY = (
-    "enable a managed identity on the function app (Identity blade); for a user-assigned identity set "
-    "AZURE_CLIENT_ID to its client id; if it is enabled and this persists, the platform's token "
-    "endpoint is failing: restart the app. Locally, sign in with `az login`"
-)
+FIX_IDENTITY = SinkTokenUnavailable.action
 FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "
     "(DNS, firewall, private link)"
@@ -318,7 +315,7 @@ class Doctor:
                     client, rule_id=s.dcr_immutable_id, stream_name=s.dcr_stream_name, timeout=self.timeout
                 )
         except SinkAuthError as error:
-            return Check("dcr", FAIL, error.message, fix=SinkAuthError.action)
+            return Check("dcr", FAIL, error.message, fix=error.action)
         except SinkConfigError as error:
             return Check("dcr", FAIL, error.message, fix=SinkConfigError.action)
         except ConnectorError as error:

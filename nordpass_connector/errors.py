@@ -12,6 +12,7 @@ re-raise one of these, so the pipeline decides what to do next from the class al
     │   └── SourceProtocolError         the API answered something we cannot use (not JSON, bad shape)
     ├── SinkError                       Azure Monitor Logs Ingestion
     │   ├── SinkAuthError               401/403: credential or role problem (403 may be propagation)
+    │   │   └── SinkTokenUnavailable    no identity produced a token (no managed identity, no az login)
     │   ├── SinkConfigError             404: wrong endpoint, DCR immutable id or stream
     │   └── SinkUnavailable             transient failures left after our retries: next tick
     └── CheckpointError                 Table Storage
@@ -96,6 +97,18 @@ class SinkAuthError(SinkError):
     action = (
         "grant the function's managed identity 'Monitoring Metrics Publisher' on the data collection "
         "rule; right after deployment allow up to 30 minutes for the role to propagate"
+    )
+
+
+class SinkTokenUnavailable(SinkAuthError):
+    """The credential produced no token at all, so no role was even asked about: waiting for a role
+    to propagate cannot help."""
+
+    retriable = False  # usually an identity to enable or a sign-in (a failing token endpoint clears)
+    action = (
+        "enable a managed identity on the function app (Identity blade); for a user-assigned identity set "
+        "AZURE_CLIENT_ID to its client id; if it is enabled and this persists, the platform's token "
+        "endpoint is failing: restart the app. Locally, sign in with `az login`"
     )
 
 

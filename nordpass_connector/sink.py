@@ -38,7 +38,7 @@ from isal import igzip
 
 from . import USER_AGENT
 from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
-from .errors import SinkAuthError, SinkConfigError, SinkError, SinkUnavailable
+from .errors import SinkAuthError, SinkConfigError, SinkError, SinkTokenUnavailable, SinkUnavailable
 from .ports import Batch, Delivery
 from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
 from .throttle import RateBudget
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_REQUEST_ID = "x-ms-client-request-id"
 SERVICE_REQUEST_ID = "x-ms-request-id"
+NO_IDENTITY_NOTE = "no managed identity answered, and off Azure no `az login` session was found"
 PROPAGATION_NOTE = (
     "the managed identity lacks 'Monitoring Metrics Publisher' on the data collection rule, or the role "
     "assignment has not propagated yet (this can take up to 30 minutes after deployment)"
@@ -271,9 +272,9 @@ class IngestionSink:
                         f"client_request_id={client_request_id}",
                     )
                     return _Failed(
-                        SinkAuthError(
-                            f"could not get a token for the Logs Ingestion API ({type(exc).__name__}); "
-                            "check the managed identity (AZURE_CLIENT_ID for a user-assigned one)"
+                        SinkTokenUnavailable(
+                            f"no identity could get a token for the Logs Ingestion API ({type(exc).__name__}): "
+                            f"{NO_IDENTITY_NOTE}"
                         )
                     )
                 status = exc.status_code or 0
@@ -384,8 +385,9 @@ def check_upload(
         )
     except HttpResponseError as exc:
         if exc.response is None:
-            raise SinkAuthError(
-                f"could not get a token for the Logs Ingestion API ({type(exc).__name__})"
+            raise SinkTokenUnavailable(
+                f"no identity could get a token for the Logs Ingestion API ({type(exc).__name__}): "
+                f"{NO_IDENTITY_NOTE}"
             ) from None
         status = exc.status_code or 0
         code = _error_code(exc)

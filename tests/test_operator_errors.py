@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,10 @@ import pytest
 
 from nordpass_connector.doctor import FIX_IDENTITY
 from nordpass_connector.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
-from nordpass_connector.errors import ConfigurationError, SettingsFileError
+from nordpass_connector.errors import ConfigurationError, SettingsFileError, SinkTokenUnavailable
 from sandbox.azurite import free_port
-from tests.harness import Sandbox
+from sandbox.datagen import EventFactory
+from tests.harness import Sandbox, deliverable
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_TOKEN = "np-secret-token-7c41d9e2a8"
@@ -474,3 +476,42 @@ def test_a_malformed_connection_string_is_a_settings_problem(sandbox: Sandbox, t
         assert result.error_line().startswith(
             "ConfigurationError: invalid configuration: AzureWebJobsStorage is not a storage connection string"
         )
+
+
+# -- 7. the advice fits the cause, and comes quickly -------------------------------------------------
+
+NO_IDENTITY = (
+    "SinkTokenUnavailable: no identity could get a token for the Logs Ingestion API "
+    "(ClientAuthenticationError): no managed identity answered, and off Azure no `az login` session was "
+    f"found -> {SinkTokenUnavailable.action}"
+)
+
+
+@pytest.mark.slow
+def test_run_with_no_identity_at_all_says_so_and_loses_nothing(
+    sandbox: Sandbox, event_factory: EventFactory, tmp_path: Path
+) -> None:
+    now = int(time.time())
+    events = event_factory.background(now - 3600, now - 120, per_minute=1)
+    sandbox.sim.add(events)
+    settings = str(write_settings(tmp_path / "local.settings.json", sandbox.environ()))
+
+    result = connector("run", "--once", "--settings", settings, env=clean_environment(tmp_path))
+    assert result.returncode == 1, result
+    result.assert_clean(sandbox.token)
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {NO_IDENTITY}")
+    report = json.loads(result.stdout)
+    assert (report["error"], report["error_class"], report["sent"]) == (
+        NO_IDENTITY,
+        "SinkTokenUnavailable",
+        0,
+    )
+    for wrong in ("Monitoring Metrics Publisher", "30 minutes", "propagat"):
+        assert wrong not in result.stdout + result.stderr, "no role advice when no token was ever issued"
+
+    # With an identity (the fixture's token endpoint, as on Azure), the next run delivers everything.
+    again = connector("run", "--once", "--settings", settings)
+    assert again.returncode == 0, again
+    assert json.loads(again.stdout)["sent"] == len(deliverable(events))
+    sandbox.assert_exactly_once(events)
