@@ -37,6 +37,7 @@ from .errors import (
     SinkTokenUnavailable,
     SourceAuthError,
     SourceUnavailable,
+    SourceUnreachable,
 )
 from .nordpass import NordPassClient
 from .ports import Window
@@ -53,10 +54,7 @@ PROBE_PARTITION = "doctor"
 
 # The wording people act on. Where an error class already carries the fix, that text is used
 # instead, so the runbook, the run report and doctor say the same thing.
-FIX_NORDPASS_UNREACHABLE = (
-    "check NORDPASS_ENDPOINT_URL (the URL shown next to the token in the Admin Panel) and that the "
-    "app can reach it (outbound network, firewall, VNet integration)"
-)
+FIX_NORDPASS_UNREACHABLE = SourceUnreachable.action
 FIX_IDENTITY = SinkTokenUnavailable.action
 FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "

@@ -9,6 +9,7 @@ re-raise one of these, so the pipeline decides what to do next from the class al
     ├── SourceError                     NordPass Activity API
     │   ├── SourceAuthError             token rejected (401/403): fatal, re-issue the token
     │   ├── SourceUnavailable           retries exhausted or budget spent: try again next tick
+    │   │   └── SourceUnreachable       no connection at all (refused, name not resolved): fail fast
     │   └── SourceProtocolError         the API answered something we cannot use (not JSON, bad shape)
     ├── SinkError                       Azure Monitor Logs Ingestion
     │   ├── SinkAuthError               401/403: credential or role problem (403 may be propagation)
@@ -81,6 +82,21 @@ class SourceAuthError(SourceError):
 class SourceUnavailable(SourceError):
     retriable = True
     action = "nothing to do if it clears: the next run resumes from the checkpoint"
+
+
+class SourceUnreachable(SourceUnavailable):
+    """No connection could be made to a NordPass endpoint that has not answered in this run.
+
+    That is almost always a wrong URL or a blocked network, which waiting out the whole retry budget
+    cannot fix, so it is reported after a few quick attempts. It stays a retriable SourceUnavailable:
+    if NordPass itself was briefly down, the next tick simply tries again and nobody needs to act.
+    """
+
+    action = (
+        "check NORDPASS_ENDPOINT_URL (the URL shown next to the token in the Admin Panel) and that the "
+        "app can reach it (DNS, outbound firewall, VNet integration); if NordPass itself was down, "
+        "nothing to do: the next run tries again and resumes from the checkpoint"
+    )
 
 
 class SourceProtocolError(SourceError):

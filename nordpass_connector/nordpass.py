@@ -8,7 +8,9 @@ errors, never in an httpx exception:
   timeouts, resets   -> retried with jittered backoff (``Retry-After`` honoured), within the deadline;
 - 200 that is not a page (not JSON, wrong shape) -> retried twice, then SourceProtocolError;
 - other statuses     -> SourceProtocolError (the request or the URL is wrong; retrying cannot help);
-- retries exhausted  -> SourceUnavailable.
+- retries exhausted  -> SourceUnavailable;
+- no connection at all (refused, name not resolved, TLS refused) while the host has not answered yet
+  in this run -> SourceUnreachable after UNREACHABLE_ATTEMPTS quick attempts.
 
 Messages name the host, the status or cause and the page number only. The token, the headers and
 the response bodies never reach an exception or a log line: a body may hold event data, and the
@@ -20,8 +22,10 @@ fetches pages of a window concurrently.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+import ssl
 from types import TracebackType
 from typing import Any, Final
 
@@ -31,7 +35,13 @@ from pydantic import ValidationError
 
 from . import USER_AGENT
 from .clock import Clock
-from .errors import ConfigurationError, SourceAuthError, SourceProtocolError, SourceUnavailable
+from .errors import (
+    ConfigurationError,
+    SourceAuthError,
+    SourceProtocolError,
+    SourceUnavailable,
+    SourceUnreachable,
+)
 from .models import ActivityPage, PageMetadata
 from .ports import Page, Window
 from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
@@ -43,6 +53,9 @@ DEFAULT_MAX_CONNECTIONS: Final = 32
 # A 200 that is not a page is most likely a proxy or maintenance page: worth a retry or two, not
 # the full retry budget.
 PROTOCOL_RETRIES: Final = 2
+# A host that refuses every connection from the start is misconfigured or blocked far more often
+# than it is down; a few quick attempts cover a blip, the next tick covers an outage.
+UNREACHABLE_ATTEMPTS: Final = 3
 
 CAUSE_RATE_LIMITED: Final = "nordpass:429"
 CAUSE_SERVER: Final = "nordpass:5xx"
@@ -87,6 +100,7 @@ class NordPassClient:
         self.retrier = retrier
         self.clock = clock
         self.protocol_retries = protocol_retries
+        self._answered = False  # any HTTP answer from the host in this client's lifetime (one run)
         if transport is None:
             transport = httpx.HTTPTransport(
                 limits=httpx.Limits(
@@ -155,6 +169,14 @@ class NordPassClient:
                         f"{self.host} answered page {page} with an undecodable body, {protocol_failures} times"
                     ) from None
                 cause, reason = CAUSE_PROTOCOL, "an undecodable body"
+            except httpx.ConnectError as exc:
+                why = _connect_failure(exc)
+                cause, reason = CAUSE_CONNECTION, f"connection failed ({why})"
+                if not self._answered and attempt >= UNREACHABLE_ATTEMPTS:
+                    raise SourceUnreachable(
+                        f"could not connect to {self.host}: {why} ({attempt} attempts; it has not answered "
+                        "in this run)"
+                    ) from None
             except httpx.RequestError as exc:
                 # The class name (ConnectError, RemoteProtocolError, ...) is enough to diagnose and
                 # cannot carry the token or event data.
@@ -218,6 +240,7 @@ class NordPassClient:
             extensions={"timeout": self._bounded(remaining)},
         )
         response = self._transport.handle_request(request)
+        self._answered = True
         try:
             response.read()
         finally:
@@ -249,6 +272,24 @@ class NordPassClient:
             return "JSON without a data array"
         meta = parsed.metadata
         return Page(number=page, events=parsed.data, total=meta.total, total_pages=meta.total_pages)
+
+
+def _connect_failure(exc: httpx.ConnectError) -> str:
+    """Why no connection was made, in our own words (the exception text may carry the URL)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "its TLS certificate is not trusted"
+        if isinstance(cause, ssl.SSLError):
+            return "the TLS handshake failed"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "no route to the host"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def _parse_fast(content: bytes, page: int) -> Page | None:

@@ -21,6 +21,7 @@ from nordpass_connector.errors import (
     SourceAuthError,
     SourceProtocolError,
     SourceUnavailable,
+    SourceUnreachable,
 )
 from nordpass_connector.nordpass import DEFAULT_TIMEOUT, NordPassClient
 from nordpass_connector.ports import Page, Window
@@ -276,15 +277,47 @@ def test_dropped_connection_is_retried(
     assert [r.status for r in nordpass_sim.query_requests()] == [0, 0, 200]
 
 
-def test_refused_connection_is_unavailable(
+def test_refused_connection_from_the_start_is_unreachable_after_a_few_attempts(
     make_nordpass_client: MakeClient, nordpass_retrier: Retrier
 ) -> None:
     # A port that was free a moment ago: nothing listens there.
     probe = NordPassSimulator().start()
-    url = probe.url
+    url, host = probe.url, f"127.0.0.1:{probe.port}"
     probe.stop()
-    with pytest.raises(SourceUnavailable, match="connection failed"):
+    with pytest.raises(SourceUnreachable) as caught:
         make_nordpass_client(endpoint_url=url).fetch_page(WINDOW, 1, deadline=_deadline())
+    assert caught.value.message == (
+        f"could not connect to {host}: connection refused (3 attempts; it has not answered in this run)"
+    )
+    assert caught.value.retriable, "a NordPass outage must not need a person: the next tick retries"
+    assert "NORDPASS_ENDPOINT_URL" in caught.value.action
+    assert nordpass_retrier.log.snapshot() == {"nordpass:connection": 2}, "not the whole retry budget"
+
+
+def test_a_host_name_that_does_not_resolve_is_unreachable(
+    make_nordpass_client: MakeClient, nordpass_retrier: Retrier
+) -> None:
+    client = make_nordpass_client(endpoint_url="https://api-activities.nowhere.invalid/activities/query")
+    with pytest.raises(SourceUnreachable, match="the host name does not resolve"):
+        client.fetch_page(WINDOW, 1, deadline=_deadline())
+    assert nordpass_retrier.log.snapshot() == {"nordpass:connection": 2}
+
+
+def test_refused_connections_after_an_answer_are_retried_in_full(
+    make_nordpass_client: MakeClient, nordpass_retrier: Retrier, nordpass_token: str
+) -> None:
+    # Once the host has answered in this run, a refused connection is a blip (a restarting load
+    # balancer): the whole retry policy applies, as for resets and 5xx.
+    sim = NordPassSimulator(token=nordpass_token).start()
+    client = make_nordpass_client(endpoint_url=sim.url)
+    try:
+        assert client.fetch_page(WINDOW, 1, deadline=_deadline()).events == []
+    finally:
+        sim.stop()
+    with pytest.raises(SourceUnavailable) as caught:
+        client.fetch_page(WINDOW, 2, deadline=_deadline())
+    assert not isinstance(caught.value, SourceUnreachable)
+    assert "connection failed (connection refused) on attempt 5" in caught.value.message
     assert nordpass_retrier.log.snapshot() == {"nordpass:connection": 4}
 
 

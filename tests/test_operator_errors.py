@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nordpass_connector.doctor import FIX_IDENTITY
+from nordpass_connector.doctor import FIX_IDENTITY, FIX_NORDPASS_UNREACHABLE
 from nordpass_connector.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.errors import ConfigurationError, SettingsFileError, SinkTokenUnavailable
 from sandbox.azurite import free_port
@@ -515,3 +515,38 @@ def test_run_with_no_identity_at_all_says_so_and_loses_nothing(
     assert again.returncode == 0, again
     assert json.loads(again.stdout)["sent"] == len(deliverable(events))
     sandbox.assert_exactly_once(events)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("endpoint", "why"),
+    [
+        ("http://127.0.0.1:{port}/activities/query", "connection refused"),
+        ("https://api-activities.nowhere.invalid/activities/query", "the host name does not resolve"),
+    ],
+)
+def test_run_against_an_unreachable_nordpass_fails_fast_with_doctors_advice(
+    sandbox: Sandbox, tmp_path: Path, endpoint: str, why: str
+) -> None:
+    port = free_port()
+    url = endpoint.format(port=port)
+    host = f"127.0.0.1:{port}" if "{port}" in endpoint else "api-activities.nowhere.invalid"
+    settings = write_settings(tmp_path / "s.json", sandbox.environ() | {"NORDPASS_ENDPOINT_URL": url})
+    result = connector("run", "--once", "--settings", str(settings))
+    assert result.returncode == 1, result
+    result.assert_clean(sandbox.token)
+    line = (
+        f"SourceUnreachable: could not connect to {host}: {why} (3 attempts; it has not answered in this "
+        f"run) -> {FIX_NORDPASS_UNREACHABLE}"
+    )
+    errors = [x for x in result.stderr.splitlines() if " ERROR " in x]
+    assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {line}")
+    report = json.loads(result.stdout)
+    assert (report["outcome"], report["error"]) == ("failed", line)
+    # Two quick retries, not the run's whole budget of them (which used to end in outcome "ok").
+    assert report["retries"] == {"nordpass:connection": 2}
+    assert "nothing to do if it clears" not in result.stderr
+
+    doctor = connector("doctor", "--settings", str(settings))
+    assert doctor.returncode == 1
+    assert f"fix: {FIX_NORDPASS_UNREACHABLE}" in doctor.stdout, "the run and doctor give the same advice"
