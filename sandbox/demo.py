@@ -1,6 +1,7 @@
 """`make demo`: the connector's real timer function, end to end, on the local sandbox.
 
     python -m sandbox.demo [--fresh] [--state-dir .sandbox]       # sandbox, several ticks
+    python -m sandbox.demo --keep-running                          # ...then keep the stand-ins up
     python -m sandbox.demo --settings local.settings.json          # real NordPass + Azure, one tick
 
 Sandbox mode starts the stand-ins (managed-identity token endpoint, HTTPS Logs Ingestion stand-in
@@ -17,6 +18,10 @@ writes `report.html` (inline SVG, no scripts) plus `summary.json` into the state
 
 State lives in one folder: a second run reuses it (the checkpoint in Azurite, the landed rows, the
 events the simulator served, so the ground truth still covers every run); `--fresh` clears it.
+
+`--keep-running` starts the stand-ins again on that state once the demo is done, writes their
+settings to `<state>/local.settings.json`, prints the `doctor` / `status` / `run --once` commands
+that use it and waits for Ctrl-C or SIGTERM, then stops them.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -89,7 +96,10 @@ STATE_ITEMS = (
     "summary.json",
     "report.html",
     "report.png",
+    "local.settings.json",
 )
+# Written by --keep-running: the stand-ins' settings, for doctor, status and run --once.
+SETTINGS_FILE = "local.settings.json"
 
 # The rules each scripted incident exists to trigger (file stems without the "NordPass-" prefix).
 EXPECTED_RULES: dict[str, tuple[str, ...]] = {
@@ -142,6 +152,14 @@ def _utc(seconds: float) -> str:
 def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def shown(path: Path) -> str:
+    """A path as a person at this prompt types it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def expected_ids(events: Iterable[Any]) -> Counter[str]:
@@ -526,6 +544,63 @@ def _incident_record(incident: datagen.Incident, run: int, tick: int) -> Scripte
     )
 
 
+@dataclass
+class StandIns:
+    """The four local services the connector talks to, as started for one demo (or kept running)."""
+
+    token: TokenEndpoint
+    ingestion: IngestionStandIn
+    azurite: Azurite
+    sim: NordPassSimulator
+    sim_token: str
+
+    def app_settings(self, cfg: DemoConfig) -> dict[str, str]:
+        """What the Functions host would set as app settings to point the connector at them."""
+        return {
+            "NORDPASS_ENDPOINT_URL": self.sim.url,
+            "NORDPASS_TOKEN": self.sim_token,
+            "DATA_COLLECTION_ENDPOINT": self.ingestion.endpoint,
+            "DCR_IMMUTABLE_ID": self.ingestion.dcr_immutable_id,
+            "DCR_STREAM_NAME": self.ingestion.stream_name,
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            "CHECKPOINT_TABLE_NAME": CHECKPOINT_TABLE,
+            "NORDPASS_SAFETY_DELAY_SECONDS": str(cfg.safety_delay),
+            "NORDPASS_BACKFILL_DAYS": str(BACKFILL_DAYS),
+            # The real ManagedIdentityCredential finds the local token endpoint through these...
+            **self.token.environment(),
+            # ...and the real LogsIngestionClient trusts the stand-in's certificate through this.
+            "REQUESTS_CA_BUNDLE": self.ingestion.ca_file,
+        }
+
+
+def start_stand_ins(stack: ExitStack, cfg: DemoConfig) -> StandIns:
+    """Start the stand-ins on the state folder's data; `stack` stops them."""
+    port = (lambda i: cfg.port_base + i) if cfg.port_base else (lambda i: 0)
+    token = TokenEndpoint(port=port(2))
+    stack.enter_context(token)
+    ingestion = IngestionStandIn(
+        cfg.state_dir / "certs",
+        expected_token=token.access_token,
+        db_path=cfg.state_dir / "ingestion.duckdb",
+        port=port(1),
+    )
+    stack.enter_context(ingestion)
+    azurite = Azurite(services=("table",), location=cfg.state_dir / "azurite")
+    try:
+        azurite.start()
+    except AzuriteUnavailable as exc:
+        raise DemoError(f"Azurite did not start: {exc}; `make setup` reinstalls it") from exc
+    stack.callback(azurite.stop)
+    sim_token = "demo-" + os.urandom(12).hex()
+    sim = NordPassSimulator(token=sim_token, seed=cfg.seed, port=port(0))
+    _out(
+        f"sandbox: NordPass simulator {sim.start().url} | ingestion {ingestion.endpoint} | "
+        f"token endpoint {token.url} | azurite table :{azurite.ports['table']}"
+    )
+    stack.callback(sim.stop)
+    return StandIns(token, ingestion, azurite, sim, sim_token)
+
+
 def run_sandbox(cfg: DemoConfig) -> DemoResult:
     started = time.monotonic()
     started_at = _utc(time.time())
@@ -542,32 +617,12 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
     org = datagen.make_org(cfg.seed, members=cfg.members)
 
     with ExitStack() as stack:
-        port = (lambda i: cfg.port_base + i) if cfg.port_base else (lambda i: 0)
         _out(
-            f"sandbox: state in {cfg.state_dir}{' (fresh)' if state is None else f' (run {state.runs + 1}, reused)'}"
+            f"sandbox: state in {shown(cfg.state_dir)}"
+            f"{' (fresh)' if state is None else f' (run {state.runs + 1}, reused)'}"
         )
-        token = TokenEndpoint(port=port(2))
-        stack.enter_context(token)
-        ingestion = IngestionStandIn(
-            cfg.state_dir / "certs",
-            expected_token=token.access_token,
-            db_path=cfg.state_dir / "ingestion.duckdb",
-            port=port(1),
-        )
-        stack.enter_context(ingestion)
-        azurite = Azurite(services=("table",), location=cfg.state_dir / "azurite")
-        try:
-            azurite.start()
-        except AzuriteUnavailable as exc:
-            raise DemoError(f"Azurite did not start: {exc}; `make setup` reinstalls it") from exc
-        stack.callback(azurite.stop)
-        sim_token = "demo-" + os.urandom(12).hex()
-        sim = NordPassSimulator(token=sim_token, seed=cfg.seed, port=port(0))
-        _out(
-            f"sandbox: NordPass simulator {sim.start().url} | ingestion {ingestion.endpoint} | "
-            f"token endpoint {token.url} | azurite table :{azurite.ports['table']}"
-        )
-        stack.callback(sim.stop)
+        stand_ins = start_stand_ins(stack, cfg)
+        sim, ingestion = stand_ins.sim, stand_ins.ingestion
 
         # -- the tenant's history: generated once, extended on later runs ---------------------
         now = int(time.time())
@@ -602,22 +657,7 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
             f"{len(org.msp_admins)} MSP admin; {note}"
         )
 
-        values = {
-            "NORDPASS_ENDPOINT_URL": sim.url,
-            "NORDPASS_TOKEN": sim_token,
-            "DATA_COLLECTION_ENDPOINT": ingestion.endpoint,
-            "DCR_IMMUTABLE_ID": ingestion.dcr_immutable_id,
-            "DCR_STREAM_NAME": ingestion.stream_name,
-            "AzureWebJobsStorage": azurite.connection_string,
-            "CHECKPOINT_TABLE_NAME": CHECKPOINT_TABLE,
-            "NORDPASS_SAFETY_DELAY_SECONDS": str(cfg.safety_delay),
-            "NORDPASS_BACKFILL_DAYS": str(BACKFILL_DAYS),
-            # The real ManagedIdentityCredential finds the local token endpoint through these...
-            **token.environment(),
-            # ...and the real LogsIngestionClient trusts the stand-in's certificate through this.
-            "REQUESTS_CA_BUNDLE": ingestion.ca_file,
-        }
-        previous = _apply_environment(values)
+        previous = _apply_environment(stand_ins.app_settings(cfg))
         removed = {
             k: os.environ.pop(k) for k in (*CONFLICTING_VARIABLES, "CURL_CA_BUNDLE") if k in os.environ
         }
@@ -906,7 +946,7 @@ def print_summary(result: DemoResult) -> None:
         )
     for r in skipped:
         _out(f"  {rule_names[r['rule']]}: {r['status']} ({r.get('reason', '')})")
-    _out(f"report     {result.report_path}")
+    _out(f"report     {shown(Path(result.report_path))}")
     _out(f"took       {result.seconds:.0f} s")
 
 
@@ -933,6 +973,53 @@ def screenshot(html: Path, png: Path) -> None:
             capture_output=True,
             timeout=60,
         )
+
+
+# -- keeping the stand-ins up -------------------------------------------------------------------------
+
+
+def keep_running(cfg: DemoConfig) -> None:
+    """After the demo, the stand-ins again on its state (checkpoint, health record, landed rows), with
+    a settings file for `doctor`, `status` and `run --once`, until Ctrl-C or SIGTERM."""
+    with ExitStack() as stack:
+        _out("")
+        stand_ins = start_stand_ins(stack, cfg)
+        stand_ins.sim.add(read_events(cfg.state_dir / "nordpass-events.jsonl.gz"))
+        settings = cfg.state_dir / SETTINGS_FILE
+        write_settings_file(settings, stand_ins.app_settings(cfg))
+        python = shown(Path(sys.executable))
+        _out(f"sandbox: the stand-ins keep running; their settings are in {shown(settings)}:")
+        for command in ("doctor", "status", "run --once"):
+            _out(f"  {python} -m nordpass_connector {command} --settings {shown(settings)}")
+        _out("sandbox: press Ctrl-C to stop them")
+        wait_for_stop()
+    _out("sandbox: stand-ins stopped")
+
+
+def write_settings_file(path: Path, values: dict[str, str]) -> None:
+    """A local.settings.json, readable by its owner only: it holds the simulator's token and the
+    token endpoint's identity header (sandbox secrets, but secrets)."""
+    document = {"IsEncrypted": False, "Values": {"FUNCTIONS_WORKER_RUNTIME": "python", **values}}
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(document, indent=2) + "\n")
+
+
+def wait_for_stop() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM; the caller then stops everything in order."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- real configuration ----------------------------------------------------------------------------
@@ -994,6 +1081,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulator on N, ingestion N+1, token N+2 (0: free ports)",
     )
     p.add_argument("--screenshot", action="store_true", help="also render report.png with headless Chromium")
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="afterwards keep the stand-ins up (until Ctrl-C) and write their settings to "
+        f"<state-dir>/{SETTINGS_FILE} for doctor, status and run --once",
+    )
     return p
 
 
@@ -1015,6 +1108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     try:
         if args.settings is not None:
+            if args.keep_running:
+                raise DemoError(
+                    "--keep-running keeps the sandbox's stand-ins up: it does not go with --settings"
+                )
             return run_real(args.settings)
         if args.live_ticks < 1:
             raise DemoError("--live-ticks must be at least 1 (the scripted incidents arrive in live ticks)")
@@ -1050,6 +1147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         and result.unexpected == 0
         and all(t.outcome == "ok" for t in result.ticks)
     )
+    if args.keep_running:
+        try:
+            keep_running(cfg)
+        except DemoError as exc:
+            sys.stderr.write(f"demo: {exc}\n")
+            return 2
     return 0 if ok else 1
 
 

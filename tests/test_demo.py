@@ -13,11 +13,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,6 +272,118 @@ def test_report_charts_render_in_headless_chromium(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 50_000  # charts and text, not a blank page
     assert not [line for line in shot.stderr.splitlines() if "Uncaught" in line]
+
+
+# -- --keep-running: the stand-ins stay up for doctor and status ------------------------------------
+
+# Variables through which the commands below could find an identity other than the settings file's.
+IDENTITY_VARIABLES = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "AZURE_CLIENT_ID")
+
+
+def _lines_of(stream: Any) -> queue.Queue[str | None]:
+    """A queue fed with the stream's lines by a thread (None at the end), so reading cannot hang."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue[str | None], seen: list[str], marker: str) -> None:
+    while True:
+        line = lines.get(timeout=180)  # a guard against a hang, not a timing assertion
+        assert line is not None, "the demo ended before printing " + repr(marker) + ":\n" + "\n".join(seen)
+        seen.append(line)
+        if marker in line:
+            return
+
+
+@pytest.mark.slow
+def test_keep_running_serves_doctor_and_status_until_interrupted(
+    demo_runs: tuple[DemoRun, DemoRun], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(demo_runs[1].state, state)  # the earlier runs' checkpoint and health record
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.demo", "--state-dir", str(state), *SMALL, "--keep-running"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        out = _lines_of(proc.stdout)
+        _read_until(out, seen, "press Ctrl-C to stop them")
+        settings = state / demo.SETTINGS_FILE
+        assert f"sandbox: the stand-ins keep running; their settings are in {settings}:" in seen
+        commands = [line.strip() for line in seen if " -m nordpass_connector " in line]
+        python = Path(sys.executable)
+        # As a person at the demo's prompt types it (the demo ran in the repository).
+        python_shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
+        assert commands == [
+            f"{python_shown} -m nordpass_connector {command} --settings {settings}"
+            for command in ("doctor", "status", "run --once")
+        ]
+        assert settings.stat().st_mode & 0o077 == 0, "the file holds sandbox secrets: owner only"
+        values = json.loads(settings.read_text(encoding="utf-8"))["Values"]
+        secrets = [values["NORDPASS_TOKEN"], values["IDENTITY_HEADER"]]
+
+        # Exactly the printed commands, with nothing but the file to go on (no identity in the env).
+        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
+        results = {}
+        for command in commands[:2]:
+            done = subprocess.run(
+                command.split(),
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            results[command.split()[3]] = done
+            for text in (done.stdout, done.stderr):
+                assert "Traceback" not in text
+                assert not any(secret in text for secret in secrets)
+        doctor_run, status_run = results["doctor"], results["status"]
+        assert doctor_run.returncode == 0, doctor_run.stdout + doctor_run.stderr
+        assert doctor_run.stdout.splitlines()[-1] == "doctor: 6 passed, 0 failed, 0 skipped"
+        assert doctor_run.stderr == ""
+        assert status_run.returncode == 0, status_run.stdout + status_run.stderr
+        status_lines = status_run.stdout.splitlines()
+        assert status_lines[0].split() == ["instance", "default"]
+        assert re.fullmatch(r"last run\s+ok at \S+ \(run [0-9a-f]{12}\)", status_lines[1]), status_lines
+        assert status_lines[-1] == f"dead letters: 0 in table {demo.CHECKPOINT_TABLE}deadletters"
+
+        started = [line for line in seen if line.startswith("sandbox: NordPass simulator ")][-1]
+        simulator = re.search(r"NordPass simulator http://127\.0\.0\.1:(\d+)/", started)
+        assert simulator, started
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        _read_until(out, seen, "sandbox: stand-ins stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in stderr and "Traceback" not in "\n".join(seen)
+    assert not any(secret in stderr + "\n".join(seen) for secret in secrets)
+    with socket.socket() as probe:  # stopped: nothing listens on the simulator's port any more
+        assert probe.connect_ex(("127.0.0.1", int(simulator.group(1)))) != 0
+
+
+def test_keep_running_does_not_go_with_real_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "local.settings.json"
+    settings.write_text('{"Values": {}}', encoding="utf-8")
+    assert demo.main(["--settings", str(settings), "--keep-running"]) == 2
+    assert "does not go with --settings" in _one_line(capsys.readouterr().err)
 
 
 # -- friendly failures: one line saying what to do, non-zero exit ------------------------------------
