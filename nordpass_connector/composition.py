@@ -239,15 +239,19 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
         log.warning("could not write the health record: %s", type(error).__name__)
 
 
-def run_timer_tick(*, past_due: bool = False) -> None:
-    """The timer's whole job. A failed run raises, so the Functions host records a failure."""
+def run_timer_tick(
+    *, past_due: bool = False, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> RunReport:
+    """The timer's whole job. A failed run raises, so the Functions host records a failure.
+
+    `environ` and `overrides` (clock, retry policy) exist for tests; the timer passes neither."""
     if past_due:
         # Normal after downtime or a long run: the checkpoint, not the schedule, defines the work.
         log.info("timer is past due; continuing from the checkpoint")
     # Exactly one line per run: INFO with the summary when it worked, ERROR (what failed and what
     # to do, then the same summary) when it did not. Re-raising makes the host record the failure.
     try:
-        report = run_from_environment()
+        report = run_from_environment(environ, **overrides)
     except RunFailed as failure:
         log.error(
             "nordpass run failed: %s | %s",
@@ -259,3 +263,4 @@ def run_timer_tick(*, past_due: bool = False) -> None:
         log.error("nordpass run failed: %s", error.describe())
         raise
     log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())
+    return report
