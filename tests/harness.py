@@ -202,7 +202,18 @@ class Sandbox:
         finally:
             client.close()
 
-    def figures(self, case: str, source: Iterable[Any], runs: list[TimerRun]) -> dict[str, Any]:
+    def health(self) -> dict[str, Any]:
+        """The health row's properties as stored ({} when there is none)."""
+        client = TableClient.from_connection_string(self.azurite.connection_string, self.table)
+        try:
+            entity = client.get_entity("checkpoint", "default.health")
+        except Exception:
+            return {}
+        finally:
+            client.close()
+        return {k: getattr(v, "value", v) for k, v in entity.items()}
+
+    def figures(self, case: str, source: Iterable[Any], runs: list[TimerRun], **extra: Any) -> dict[str, Any]:
         """Delivered / lost / duplicates / set aside / longest run against ground truth `source`
         (the deliverable events as the connector should see them). Appended as one JSON line to
         the file named by FAULT_FIGURES, if set, so before/after figures can be compared."""
@@ -218,6 +229,7 @@ class Sandbox:
             "set_aside": len(self.dead_letters()),
             "longest_run_s": round(max((r.seconds for r in runs), default=0.0), 1),
             "runs": [f"{r.outcome}/exit {r.exit_code}" for r in runs],
+            **extra,
         }
         path = os.environ.get("FAULT_FIGURES")
         if path:
