@@ -60,6 +60,23 @@ def running_with_managed_identity(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"))
 
 
+# Token requests are bounded like every other call. The platform's identity endpoint answers in
+# milliseconds; without these, azure-core's defaults (300 s read timeout, 10 retries with backoff
+# up to 120 s) let one stalled get_token() hold a run for many minutes (1,205 s was seen). Here a
+# stalled endpoint costs at most about 2 x 5 s: one retry covers a transient failure, `timeout`
+# stops further attempts after 12 s, and the run then fails with one line (SinkAuthError).
+CREDENTIAL_OPTIONS: Mapping[str, Any] = {
+    "connection_timeout": 3.0,
+    "read_timeout": 5.0,
+    "retry_total": 1,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2.0,
+    "timeout": 12.0,
+}
+# Developer credentials (Azure CLI, PowerShell, azd) run a process each; this caps each of them.
+DEVELOPER_PROCESS_TIMEOUT = 10
+
+
 def build_credential(
     settings: Settings, environ: Mapping[str, str], *, client_id: str | None = None
 ) -> TokenCredential:
@@ -68,9 +85,14 @@ def build_credential(
         # Not DefaultAzureCredential in Azure: a stray AZURE_CLIENT_SECRET would silently win over
         # the managed identity. ManagedIdentityCredential does not read AZURE_CLIENT_ID on App
         # Service, so the user-assigned identity is passed explicitly.
-        return ManagedIdentityCredential(client_id=wanted) if wanted else ManagedIdentityCredential()
+        if wanted:
+            return ManagedIdentityCredential(client_id=wanted, **CREDENTIAL_OPTIONS)
+        return ManagedIdentityCredential(**CREDENTIAL_OPTIONS)
     return DefaultAzureCredential(
-        managed_identity_client_id=wanted, exclude_interactive_browser_credential=True
+        managed_identity_client_id=wanted,
+        exclude_interactive_browser_credential=True,
+        process_timeout=DEVELOPER_PROCESS_TIMEOUT,
+        **CREDENTIAL_OPTIONS,
     )
 
 
