@@ -414,6 +414,7 @@ def _dead_letter_fields(record: SetAsideRecord, instance: str) -> dict[str, Fiel
         "Instance": instance,
         "EventId": record.event_id,
         "Reason": record.reason[:1000],
+        "ReasonCode": str(record.code),
         "WindowStart": record.window.start,
         "WindowEnd": record.window.end,
         "RawJson": stored,

@@ -12,6 +12,7 @@ re-raise one of these, so the pipeline decides what to do next from the class al
     ├── SinkError                       Azure Monitor Logs Ingestion
     │   ├── SinkAuthError               401/403: credential or role problem (403 may be propagation)
     │   ├── SinkConfigError             404: wrong endpoint, DCR immutable id or stream
+    │   ├── SinkRejected                400 for most records of a request: a schema problem, not data
     │   └── SinkUnavailable             transient failures left after our retries: next tick
     └── CheckpointError                 Table Storage
         ├── CheckpointConflict          another run advanced the checkpoint (ETag mismatch): stop now
@@ -89,6 +90,15 @@ class SinkConfigError(SinkError):
     action = (
         "check DATA_COLLECTION_ENDPOINT, DCR_IMMUTABLE_ID and DCR_STREAM_NAME against the deployed "
         "data collection rule (the deployment outputs list them)"
+    )
+
+
+class SinkRejected(SinkError):
+    retriable = True
+    action = (
+        "the Logs Ingestion API refuses records that match the connector's schema: compare the DCR's "
+        "stream declaration with the connector's columns (redeploy the template), then the next run "
+        "sends them; nothing was set aside"
     )
 
 

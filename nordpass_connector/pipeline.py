@@ -47,7 +47,16 @@ from .errors import (
     SourceUnavailable,
 )
 from .mapping import iso_utc
-from .ports import Batch, CheckpointStore, Delivery, LogSink, SetAsideRecord, StoredCheckpoint, Window
+from .ports import (
+    Batch,
+    CheckpointStore,
+    Delivery,
+    LogSink,
+    SetAsideCode,
+    SetAsideRecord,
+    StoredCheckpoint,
+    Window,
+)
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary
 from .retry import Deadline, RetryLog
@@ -141,7 +150,7 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
                 if isinstance(item, Batch):
                     uploads.submit(item)
                 else:
-                    progress.set_aside_rows([(item.row, item.reason)], fetched.window, report)
+                    progress.set_aside_rows([(item.row, item.reason, item.code)], fetched.window, report)
             if out_of_time:
                 uploads.settle_all()
                 break  # what was sent is committed; the next run resumes this window
@@ -347,7 +356,9 @@ class Progress:
         report.ingestion_requests += delivery.requests
         report.ingestion_bytes += delivery.bytes_sent
         if delivery.rejected:
-            self.set_aside_rows([(batch.rows[i], reason) for i, reason in delivery.rejected], window, report)
+            self.set_aside_rows(
+                [(batch.rows[r.position], r.reason, r.code) for r in delivery.rejected], window, report
+            )
         if not delivery.delivered:
             return
         add = self.checkpoint.ledger.add
@@ -365,17 +376,16 @@ class Progress:
             self.commit()
 
     def set_aside_rows(
-        self, rows: list[tuple[dict[str, Any], str]], window: Window, report: RunReport
+        self, rows: list[tuple[dict[str, Any], str, SetAsideCode]], window: Window, report: RunReport
     ) -> None:
         records = [
-            SetAsideRecord(row["EventId"], reason, window, orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
-            for row, reason in rows
+            SetAsideRecord(row["EventId"], reason, window, _row_json(row), code) for row, reason, code in rows
         ]
         self.store.set_aside(records)
-        for row, reason in rows:
+        for row, reason, code in rows:
             digest, timestamp = ledger_key(row)
             self.checkpoint.ledger.add(digest, timestamp)
-            report.count_set_aside(_reason_category(reason))
+            report.count_set_aside(code)
             log.warning("event %s set aside: %s", row["EventId"], reason)
         self.commit()
 
@@ -385,13 +395,17 @@ class Progress:
         records = []
         for event_id, event in selection.malformed:
             raw = json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=repr).encode()
-            records.append(SetAsideRecord(event_id, f"malformed event: {event.reason}", window, raw))
+            records.append(
+                SetAsideRecord(
+                    event_id, f"malformed event: {event.reason}", window, raw, SetAsideCode.MALFORMED
+                )
+            )
         self.store.set_aside(records)
         for event_id, event in selection.malformed:
             # A malformed event has no usable time; it is remembered at the window's end so the
             # overlap of the next window does not set it aside again.
             self.checkpoint.ledger.add(event.digest, window.end)
-            report.count_set_aside("malformed")
+            report.count_set_aside(SetAsideCode.MALFORMED)
             log.warning("event %s set aside: malformed event (%s)", event_id, event.reason)
         self.commit()
 
@@ -419,5 +433,9 @@ class Progress:
             log.info("could not release the checkpoint lease after a failed run: %s", error.message)
 
 
-def _reason_category(reason: str) -> str:
-    return reason.split(":", 1)[0].split(" (", 1)[0][:60]
+def _row_json(row: dict[str, Any]) -> bytes:
+    """The row as stored in the dead-letter table; never fails (a row may be unserialisable)."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(row, sort_keys=True, separators=(",", ":"), default=repr).encode()

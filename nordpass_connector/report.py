@@ -38,7 +38,7 @@ class RunReport:
     sent: int = 0
     deduplicated: int = 0
     set_aside: int = 0
-    set_aside_reasons: dict[str, int] = field(default_factory=dict)
+    set_aside_reasons: dict[str, int] = field(default_factory=dict)  # by SetAsideCode
     ingestion_requests: int = 0
     ingestion_bytes: int = 0
     retries: dict[str, int] = field(default_factory=dict)
@@ -51,10 +51,11 @@ class RunReport:
     error: str | None = None
     error_class: str | None = None
 
-    def count_set_aside(self, reason: str, count: int = 1) -> None:
+    def count_set_aside(self, code: str, count: int = 1) -> None:
         self.set_aside += count
-        # Reasons are our own fixed phrases (with sizes), never event content.
-        self.set_aside_reasons[reason] = self.set_aside_reasons.get(reason, 0) + count
+        # Counted by code (`ports.SetAsideCode`); the readable reasons are in the dead-letter rows.
+        key = str(code)
+        self.set_aside_reasons[key] = self.set_aside_reasons.get(key, 0) + count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
