@@ -39,6 +39,8 @@ class Page:
     events: list[Any]
     total: int | None = None
     total_pages: int | None = None
+    # Events whose text held broken characters (lone surrogates) that were replaced with U+FFFD.
+    repaired: tuple[Any, ...] = ()
 
 
 class ActivitySource(Protocol):
