@@ -227,6 +227,9 @@ class TableCheckpointStore:
         self.instance = instance
         self._row_key = safe_row_key(instance)
         self._health_key = safe_row_key(f"{instance}.health")
+        # Where the rows live, to name them in errors (no account, no URL).
+        self.row_name = f"{client.table_name}/{PARTITION_KEY}/{self._row_key}"
+        self.health_row_name = f"{client.table_name}/{PARTITION_KEY}/{self._health_key}"
         # Derived from the checkpoint client's endpoint and credential unless the caller built one.
         self._deadletters = deadletters or TableClient(
             endpoint=client.url,
@@ -250,14 +253,14 @@ class TableCheckpointStore:
             return None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("read", exc)) from None
-        return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata))
+        return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata), self.row_name)
 
     def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
         entity = to_entity(PARTITION_KEY, self._row_key, fields)
         for attempt in (1, 2):
             try:
                 metadata = self._client.create_entity(entity)
-                stored = StoredCheckpoint(dict(fields), _etag_of(metadata))
+                stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
                 self._written = (stored.etag, dict(fields))
                 return stored
             except ResourceExistsError:
@@ -311,7 +314,7 @@ class TableCheckpointStore:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
-        stored = StoredCheckpoint(dict(fields), _etag_of(metadata))
+        stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
         # A copy of our own: the caller may mutate the dict it got back.
         self._written = (stored.etag, dict(fields))
         return stored

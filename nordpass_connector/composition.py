@@ -21,7 +21,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from .checkpoint import TableCheckpointStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
-from .errors import CheckpointUnavailable, ConnectorError
+from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, merge_crash, merge_report, run_summary
 from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
@@ -201,7 +201,6 @@ def options_from(settings: Settings) -> RunOptions:
     return RunOptions(
         backfill_days=settings.backfill_days,
         run_budget_seconds=settings.run_budget_seconds,
-        lease_seconds=settings.lease_seconds,
         window_policy=WindowPolicy(
             lookback_seconds=settings.lookback_seconds,
             safety_delay_seconds=settings.safety_delay_seconds,
@@ -216,7 +215,9 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
     """One run with settings from `environ` (default: the process environment).
 
     Raises ConfigurationError before anything is contacted when settings are wrong, and RunFailed
-    (carrying the partial report) when the run did not finish its work.
+    (carrying the partial report) when the run did not finish its work. A busy run (another run
+    holds the checkpoint) is not a failure: its report (outcome "busy") is returned, after one
+    INFO line that says who holds the checkpoint.
     """
     environ = os.environ if environ is None else environ
     quiet_third_party_loggers()
@@ -225,6 +226,14 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
         try:
             report = run_once(connector)
         except RunFailed as failure:
+            if isinstance(failure.cause, CheckpointBusy):
+                _record_health(connector, failure.report, None)
+                log.info(
+                    "nordpass run busy (not a failure): %s; this run did nothing | %s",
+                    failure.cause.message,
+                    orjson.dumps(run_summary(failure.report)).decode(),
+                )
+                return failure.report
             if not isinstance(failure.cause, CheckpointUnavailable):
                 # (With the table unavailable the write would only fail too, after its timeouts.)
                 _record_health(connector, failure.report, None)
@@ -248,7 +257,10 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.
-        previous = HealthRecord.from_fields(store.read_health())
+        try:
+            previous = HealthRecord.decode(store.read_health())
+        except CheckpointDamaged as damage:
+            raise damage.in_row(store.health_row_name) from None
         now = connector.clock.now()
         if report is not None:
             record = merge_report(previous, report, now=now)
@@ -284,5 +296,6 @@ def run_timer_tick(
     except ConnectorError as error:
         log.error("nordpass run failed: %s", error.describe())
         raise
-    log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())
+    if report.outcome != "busy":  # a busy run has said so already, in its one line
+        log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())
     return report

@@ -118,6 +118,7 @@ class StoredCheckpoint:
 
     fields: dict[str, Any]
     etag: str
+    row: str = ""  # where it is stored (table/partition/row), to name it in errors
 
 
 class CheckpointStore(Protocol):

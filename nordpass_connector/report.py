@@ -30,7 +30,8 @@ def checkpoint_summary(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
 class RunReport:
     run_id: str
     started_at: str
-    outcome: str = "running"  # ok | conflict | failed
+    # ok | busy (another run holds the checkpoint: nothing done, not a failure) | conflict | failed
+    outcome: str = "running"
     caught_up: bool = False  # False: backlog remains and the next tick continues it
     windows: int = 0
     pages: int = 0
@@ -39,6 +40,7 @@ class RunReport:
     deduplicated: int = 0
     set_aside: int = 0
     set_aside_reasons: dict[str, int] = field(default_factory=dict)  # by SetAsideCode
+    repaired_events: int = 0  # events sent with broken characters replaced by U+FFFD
     ingestion_requests: int = 0
     ingestion_bytes: int = 0
     retries: dict[str, int] = field(default_factory=dict)
@@ -47,6 +49,9 @@ class RunReport:
     newest_event: str | None = None
     lag_seconds: float | None = None
     skipped_gap: list[str] | None = None
+    # Windows that could not be read consistently, still held back at the end of the run: from, to,
+    # since, held_seconds, stuck (held over an hour), attempts, reason. Re-read by every run.
+    held_windows: list[dict[str, Any]] = field(default_factory=list)
     duration_seconds: float = 0.0
     error: str | None = None
     error_class: str | None = None
