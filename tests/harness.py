@@ -102,8 +102,13 @@ class TimerRun:
 
     @property
     def run_lines(self) -> list[logging.LogRecord]:
-        """The run's own line(s): what the top-level connector logger wrote at INFO or above."""
-        return [r for r in self.records if r.name == "nordpass_connector" and r.levelno >= logging.INFO]
+        """The run's own line(s): what the top-level connector logger wrote at INFO or ERROR (warnings
+        are diagnostics beside it)."""
+        return [
+            r
+            for r in self.records
+            if r.name == "nordpass_connector" and r.levelno != logging.WARNING and r.levelno >= logging.INFO
+        ]
 
     def one_line(self) -> logging.LogRecord:
         lines = self.run_lines
