@@ -7,7 +7,8 @@ counting every byte, and stay under `max_body_bytes` (1,000,000 by default, a ma
 sink gzips and sends.
 
 A row that cannot fit even alone is not an error of the batch: it is yielded as `Oversize`, in its
-place in the sequence, so the pipeline can set it aside (dead letter) and move on.
+place in the sequence, so the pipeline can set it aside (dead letter) and move on. A row that cannot
+be serialised at all (it should not exist: rows come from JSON) is yielded as `Unsendable` alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .ports import Batch
+from .ports import Batch, SetAsideCode
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 
@@ -33,9 +34,26 @@ class Oversize:
     size: int
     limit: int
 
+    code = SetAsideCode.OVERSIZE
+
     @property
     def reason(self) -> str:
         return oversize_reason(self.size, self.limit)
+
+
+@dataclass(frozen=True)
+class Unsendable:
+    """A single row that cannot be serialised as JSON. `index` counts input rows."""
+
+    index: int
+    row: dict[str, Any]
+    error: str  # the exception's class name only: its text may quote the row
+
+    code = SetAsideCode.UNSENDABLE
+
+    @property
+    def reason(self) -> str:
+        return f"record cannot be serialised as JSON ({self.error})"
 
 
 def oversize_reason(size: int, limit: int) -> str:
@@ -55,7 +73,7 @@ def pack(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     keys: Sequence[tuple[bytes, int]] | None = None,
-) -> Iterator[Batch | Oversize]:
+) -> Iterator[Batch | Oversize | Unsendable]:
     """Yield batches and oversize rows in input order.
 
     Every `Batch.body` is ``[`` + rows joined by ``,`` + ``]`` and at most `max_body_bytes` long.
@@ -78,7 +96,15 @@ def pack(
         try:
             data = dumps(row)
         except TypeError:
-            data = serialise(row)
+            try:
+                data = serialise(row)
+            except (TypeError, ValueError, RecursionError) as exc:
+                if parts:
+                    yield _batch(batch_rows, parts, keys, start)
+                    parts, batch_rows, used = [], [], -1
+                yield Unsendable(index, row, type(exc).__name__)
+                start = index + 1
+                continue
         size = len(data)
         if size > budget:
             if parts:

@@ -67,17 +67,20 @@ def build_table_client(
     table_service_uri: str | None = None,
     credential: TokenCredential | None = None,
     retry_total: int = 2,
-    connection_timeout: float = 10.0,
-    read_timeout: float = 30.0,
+    connection_timeout: float = 5.0,
+    read_timeout: float = 10.0,
 ) -> TableClient:
     """A TableClient from a connection string, or from the table service URI plus a credential
-    (managed identity with 'Storage Table Data Contributor'). Few SDK retries with short timeouts:
-    a storage outage should fail the run quickly rather than use up its time budget."""
-    kwargs: dict[str, Any] = {
-        "retry_total": retry_total,
-        "connection_timeout": connection_timeout,
-        "read_timeout": read_timeout,
-    }
+    (managed identity with 'Storage Table Data Contributor').
+
+    Every call is bounded: checkpoint operations are small and answer in milliseconds, so a 10 s
+    read timeout only ever ends a stall. A refused connection or a 5xx is retried (quickly, with
+    short backoff); a read timeout is not (`retry_read=0`): a stalled service would double the
+    wait, and a write that timed out may have landed anyway, which the next ETag check settles.
+    One stalled call thus costs at most connect + read timeout, and the run stops on it."""
+    kwargs = client_options(
+        retry_total=retry_total, connection_timeout=connection_timeout, read_timeout=read_timeout
+    )
     if connection_string:
         return TableClient.from_connection_string(connection_string, table_name, **kwargs)
     if table_service_uri and credential is not None:
@@ -85,6 +88,20 @@ def build_table_client(
     raise ConfigurationError(
         ["checkpoint storage needs a connection string, or a table service URI and a credential"]
     )
+
+
+def client_options(
+    *, retry_total: int = 2, connection_timeout: float = 5.0, read_timeout: float = 10.0
+) -> dict[str, Any]:
+    """Timeouts and retries for every table client (see `build_table_client`)."""
+    return {
+        "retry_total": retry_total,
+        "retry_read": 0,
+        "retry_backoff_factor": 0.4,
+        "retry_backoff_max": 2,
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+    }
 
 
 def describe_table_error(operation: str, exc: Exception) -> str:
@@ -210,11 +227,15 @@ class TableCheckpointStore:
         self.instance = instance
         self._row_key = safe_row_key(instance)
         self._health_key = safe_row_key(f"{instance}.health")
+        # Where the rows live, to name them in errors (no account, no URL).
+        self.row_name = f"{client.table_name}/{PARTITION_KEY}/{self._row_key}"
+        self.health_row_name = f"{client.table_name}/{PARTITION_KEY}/{self._health_key}"
         # Derived from the checkpoint client's endpoint and credential unless the caller built one.
         self._deadletters = deadletters or TableClient(
             endpoint=client.url,
             table_name=client.table_name + DEADLETTER_SUFFIX,
             credential=client.credential,
+            **client_options(),
         )
         self._deadletter_table_ready = False
         # (ETag, fields) of this store's last successful create/commit: exactly what the row held
@@ -232,14 +253,14 @@ class TableCheckpointStore:
             return None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("read", exc)) from None
-        return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata))
+        return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata), self.row_name)
 
     def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
         entity = to_entity(PARTITION_KEY, self._row_key, fields)
         for attempt in (1, 2):
             try:
                 metadata = self._client.create_entity(entity)
-                stored = StoredCheckpoint(dict(fields), _etag_of(metadata))
+                stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
                 self._written = (stored.etag, dict(fields))
                 return stored
             except ResourceExistsError:
@@ -293,7 +314,7 @@ class TableCheckpointStore:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
-        stored = StoredCheckpoint(dict(fields), _etag_of(metadata))
+        stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
         # A copy of our own: the caller may mutate the dict it got back.
         self._written = (stored.etag, dict(fields))
         return stored
@@ -396,6 +417,7 @@ def _dead_letter_fields(record: SetAsideRecord, instance: str) -> dict[str, Fiel
         "Instance": instance,
         "EventId": record.event_id,
         "Reason": record.reason[:1000],
+        "ReasonCode": str(record.code),
         "WindowStart": record.window.start,
         "WindowEnd": record.window.end,
         "RawJson": stored,

@@ -21,7 +21,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from .checkpoint import TableCheckpointStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
-from .errors import CheckpointUnavailable, ConnectorError
+from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, merge_crash, merge_report, run_summary
 from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
@@ -66,6 +66,23 @@ def running_with_managed_identity(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"))
 
 
+# Token requests are bounded like every other call. The platform's identity endpoint answers in
+# milliseconds; without these, azure-core's defaults (300 s read timeout, 10 retries with backoff
+# up to 120 s) let one stalled get_token() hold a run for many minutes (1,205 s was seen). Here a
+# stalled endpoint costs at most about 2 x 5 s: one retry covers a transient failure, `timeout`
+# stops further attempts after 12 s, and the run then fails with one line (SinkAuthError).
+CREDENTIAL_OPTIONS: Mapping[str, Any] = {
+    "connection_timeout": 3.0,
+    "read_timeout": 5.0,
+    "retry_total": 1,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2.0,
+    "timeout": 12.0,
+}
+# Developer credentials (Azure CLI, PowerShell, azd) run a process each; this caps each of them.
+DEVELOPER_PROCESS_TIMEOUT = 10
+
+
 def build_credential(
     settings: Settings | StoreSettings, environ: Mapping[str, str], *, client_id: str | None = None
 ) -> TokenCredential:
@@ -74,9 +91,14 @@ def build_credential(
         # Not DefaultAzureCredential in Azure: a stray AZURE_CLIENT_SECRET would silently win over
         # the managed identity. ManagedIdentityCredential does not read AZURE_CLIENT_ID on App
         # Service, so the user-assigned identity is passed explicitly.
-        return ManagedIdentityCredential(client_id=wanted) if wanted else ManagedIdentityCredential()
+        if wanted:
+            return ManagedIdentityCredential(client_id=wanted, **CREDENTIAL_OPTIONS)
+        return ManagedIdentityCredential(**CREDENTIAL_OPTIONS)
     return DefaultAzureCredential(
-        managed_identity_client_id=wanted, exclude_interactive_browser_credential=True
+        managed_identity_client_id=wanted,
+        exclude_interactive_browser_credential=True,
+        process_timeout=DEVELOPER_PROCESS_TIMEOUT,
+        **CREDENTIAL_OPTIONS,
     )
 
 
@@ -187,7 +209,6 @@ def options_from(settings: Settings) -> RunOptions:
     return RunOptions(
         backfill_days=settings.backfill_days,
         run_budget_seconds=settings.run_budget_seconds,
-        lease_seconds=settings.lease_seconds,
         window_policy=WindowPolicy(
             lookback_seconds=settings.lookback_seconds,
             safety_delay_seconds=settings.safety_delay_seconds,
@@ -202,7 +223,9 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
     """One run with settings from `environ` (default: the process environment).
 
     Raises ConfigurationError before anything is contacted when settings are wrong, and RunFailed
-    (carrying the partial report) when the run did not finish its work.
+    (carrying the partial report) when the run did not finish its work. A busy run (another run
+    holds the checkpoint) is not a failure: its report (outcome "busy") is returned, after one
+    INFO line that says who holds the checkpoint.
     """
     environ = os.environ if environ is None else environ
     quiet_third_party_loggers()
@@ -211,6 +234,14 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
         try:
             report = run_once(connector)
         except RunFailed as failure:
+            if isinstance(failure.cause, CheckpointBusy):
+                _record_health(connector, failure.report, None)
+                log.info(
+                    "nordpass run busy (not a failure): %s; this run did nothing | %s",
+                    failure.cause.message,
+                    orjson.dumps(run_summary(failure.report)).decode(),
+                )
+                return failure.report
             if not isinstance(failure.cause, CheckpointUnavailable):
                 # (With the table unavailable the write would only fail too, after its timeouts.)
                 _record_health(connector, failure.report, None)
@@ -234,7 +265,10 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.
-        previous = HealthRecord.from_fields(store.read_health())
+        try:
+            previous = HealthRecord.decode(store.read_health())
+        except CheckpointDamaged as damage:
+            raise damage.in_row(store.health_row_name) from None
         now = connector.clock.now()
         if report is not None:
             record = merge_report(previous, report, now=now)
@@ -247,15 +281,19 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
         log.warning("could not write the health record: %s", type(error).__name__)
 
 
-def run_timer_tick(*, past_due: bool = False) -> None:
-    """The timer's whole job. A failed run raises, so the Functions host records a failure."""
+def run_timer_tick(
+    *, past_due: bool = False, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> RunReport:
+    """The timer's whole job. A failed run raises, so the Functions host records a failure.
+
+    `environ` and `overrides` (clock, retry policy) exist for tests; the timer passes neither."""
     if past_due:
         # Normal after downtime or a long run: the checkpoint, not the schedule, defines the work.
         log.info("timer is past due; continuing from the checkpoint")
     # Exactly one line per run: INFO with the summary when it worked, ERROR (what failed and what
     # to do, then the same summary) when it did not. Re-raising makes the host record the failure.
     try:
-        report = run_from_environment()
+        report = run_from_environment(environ, **overrides)
     except RunFailed as failure:
         log.error(
             "nordpass run failed: %s | %s",
@@ -266,4 +304,6 @@ def run_timer_tick(*, past_due: bool = False) -> None:
     except ConnectorError as error:
         log.error("nordpass run failed: %s", error.describe())
         raise
-    log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())
+    if report.outcome != "busy":  # a busy run has said so already, in its one line
+        log.info("nordpass run: %s", orjson.dumps(run_summary(report)).decode())
+    return report

@@ -69,80 +69,92 @@ def select_new(events: Iterable[Any], ledger: Ledger) -> Selection:
     last_minute, minute_text = -1, ""
     for raw in events:
         try:
-            digest = sha256(dumps(raw, option=sort_keys)).digest()
-        except TypeError:
-            digest = canonical_digest(raw)
-        key = digest[:DIGEST_BYTES]
-        if key in seen:
-            occurrence = repeats.get(key, 1)
-            repeats[key] = occurrence + 1
-        else:
-            add_seen(key)
-            occurrence = 0
-        if key in delivered and occurrence < count(key):
-            duplicates += 1
-            continue
-        timestamp = raw.get("timestamp") if type(raw) is dict else None
-        if type(timestamp) is not int or not 0 <= timestamp < MAX_PLAUSIBLE_SECONDS:
-            event = classify(raw, digest)
-            if isinstance(event, MalformedEvent):
-                malformed.append((event_id(digest, occurrence), event))
-                continue
-            timestamp = event.timestamp
-            if type(raw) is not dict:  # a dict subclass: leave it all to `to_row`
-                append((timestamp, digest, occurrence, (key, timestamp), to_row(event, occurrence)))
-                continue
-
-        row: dict[str, Any] | None = None
-        # Seven fields, the timestamp and the six read here among them: nothing else to keep.
-        if len(raw) == 7:
             try:
-                event_type = raw["type"]
-                action = raw["action"]
-                organization = raw["organization_uuid"]
-                initiator = raw["initiator"]
-                user = raw["user"]
-                metadata = raw["metadata"]
-            except KeyError:
-                pass
+                digest = sha256(dumps(raw, option=sort_keys)).digest()
+            except TypeError:
+                digest = canonical_digest(raw)
+            key = digest[:DIGEST_BYTES]
+            if key in seen:
+                occurrence = repeats.get(key, 1)
+                repeats[key] = occurrence + 1
             else:
-                if (
-                    (type(event_type) is str or event_type is None)
-                    and (type(action) is str or action is None)
-                    and (type(organization) is str or organization is None)
-                    and (type(initiator) is str or initiator is None)
-                    and type(user) is dict
-                    and len(user) == 2
-                    and ("msp" not in metadata if type(metadata) is dict else not isinstance(metadata, dict))
-                ):
-                    user_uuid = user.get("uuid", raw)  # `raw`: a default that is never str or None
-                    user_email = user.get("email", raw)
-                    if (type(user_uuid) is str or user_uuid is None) and (
-                        type(user_email) is str or user_email is None
+                add_seen(key)
+                occurrence = 0
+            if key in delivered and occurrence < count(key):
+                duplicates += 1
+                continue
+            timestamp = raw.get("timestamp") if type(raw) is dict else None
+            if type(timestamp) is not int or not 0 <= timestamp < MAX_PLAUSIBLE_SECONDS:
+                event = classify(raw, digest)
+                if isinstance(event, MalformedEvent):
+                    malformed.append((event_id(digest, occurrence), event))
+                    continue
+                timestamp = event.timestamp
+                if type(raw) is not dict:  # a dict subclass: leave it all to `to_row`
+                    append((timestamp, digest, occurrence, (key, timestamp), to_row(event, occurrence)))
+                    continue
+
+            row: dict[str, Any] | None = None
+            # Seven fields, the timestamp and the six read here among them: nothing else to keep.
+            if len(raw) == 7:
+                try:
+                    event_type = raw["type"]
+                    action = raw["action"]
+                    organization = raw["organization_uuid"]
+                    initiator = raw["initiator"]
+                    user = raw["user"]
+                    metadata = raw["metadata"]
+                except KeyError:
+                    pass
+                else:
+                    if (
+                        (type(event_type) is str or event_type is None)
+                        and (type(action) is str or action is None)
+                        and (type(organization) is str or organization is None)
+                        and (type(initiator) is str or initiator is None)
+                        and type(user) is dict
+                        and len(user) == 2
+                        and (
+                            "msp" not in metadata
+                            if type(metadata) is dict
+                            else not isinstance(metadata, dict)
+                        )
                     ):
-                        minute, second = divmod(timestamp, 60)
-                        if minute != last_minute:
-                            last_minute, minute_text = minute, iso_utc(timestamp)[:-3]
-                        when = minute_text + iso_seconds[second]
-                        row = {
-                            "TimeGenerated": when,
-                            "timestamp": timestamp,
-                            "event_type": event_type,
-                            "action": action,
-                            "user_uuid": user_uuid,
-                            "user_email": user_email,
-                            "initiator": initiator,
-                            "organization_uuid": organization,
-                            "metadata": metadata,
-                            "EventId": digest[:16].hex() + ("-0" if occurrence == 0 else f"-{occurrence}"),
-                            "EventTime": when,
-                            "OriginalUserUuid": None,
-                            "OriginalUserEmail": None,
-                            "AdditionalFields": None,
-                        }
-        if row is None:
-            row = to_row(PreparedEvent(timestamp, digest, raw), occurrence)
-        append((timestamp, digest, occurrence, (key, timestamp), row))
+                        user_uuid = user.get("uuid", raw)  # `raw`: a default that is never str or None
+                        user_email = user.get("email", raw)
+                        if (type(user_uuid) is str or user_uuid is None) and (
+                            type(user_email) is str or user_email is None
+                        ):
+                            minute, second = divmod(timestamp, 60)
+                            if minute != last_minute:
+                                last_minute, minute_text = minute, iso_utc(timestamp)[:-3]
+                            when = minute_text + iso_seconds[second]
+                            row = {
+                                "TimeGenerated": when,
+                                "timestamp": timestamp,
+                                "event_type": event_type,
+                                "action": action,
+                                "user_uuid": user_uuid,
+                                "user_email": user_email,
+                                "initiator": initiator,
+                                "organization_uuid": organization,
+                                "metadata": metadata,
+                                "EventId": digest[:16].hex()
+                                + ("-0" if occurrence == 0 else f"-{occurrence}"),
+                                "EventTime": when,
+                                "OriginalUserUuid": None,
+                                "OriginalUserEmail": None,
+                                "AdditionalFields": None,
+                            }
+            if row is None:
+                row = to_row(PreparedEvent(timestamp, digest, raw), occurrence)
+            append((timestamp, digest, occurrence, (key, timestamp), row))
+        except Exception as exc:  # noqa: BLE001 - one unmappable event must never block its page
+            # Set aside with its reason, under the digest the dedup check above computes too (so
+            # the overlap of a later window finds it in the ledger and does not set it aside again).
+            digest = canonical_digest(raw)
+            reason = f"event could not be mapped ({type(exc).__name__})"
+            malformed.append((event_id(digest, 0), MalformedEvent(reason, digest, raw)))
 
     # A stable order (time, digest, occurrence) makes batches reproducible whatever order the API
     # served, and keeps the records of one request close in time.

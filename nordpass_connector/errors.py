@@ -10,21 +10,30 @@ re-raise one of these, so the pipeline decides what to do next from the class al
     │   ├── SourceAuthError             token rejected (401/403): fatal, re-issue the token
     │   ├── SourceUnavailable           retries exhausted or budget spent: try again next tick
     │   │   └── SourceUnreachable       no connection at all (refused, name not resolved): fail fast
-    │   └── SourceProtocolError         the API answered something we cannot use (not JSON, bad shape)
+    │   ├── SourceProtocolError         the API answered something we cannot use (not JSON, bad shape)
+    │   └── WindowUnreadable            a window's pages never added up: held back, re-read every run
     ├── SinkError                       Azure Monitor Logs Ingestion
     │   ├── SinkAuthError               401/403: credential or role problem (403 may be propagation)
     │   │   └── SinkTokenUnavailable    no identity produced a token (no managed identity, no az login)
     │   ├── SinkConfigError             404: wrong endpoint, DCR immutable id or stream
+    │   ├── SinkRejected                400 for most records of a request: a schema problem, not data
     │   └── SinkUnavailable             transient failures left after our retries: next tick
     └── CheckpointError                 Table Storage
         ├── CheckpointConflict          another run advanced the checkpoint (ETag mismatch): stop now
+        │   └── CheckpointBusy          another run holds the checkpoint's lease: not a failure
         └── CheckpointUnavailable       read or write failed: never treated as "no checkpoint"
+            └── CheckpointDamaged       a stored property cannot be decoded: named, left as it was
 
 Every error has an ``action`` (what a person should do) and a ``retriable`` flag (whether the next
 tick can succeed without anyone doing anything).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ports import Window
 
 
 class ConnectorError(Exception):
@@ -104,6 +113,22 @@ class SourceProtocolError(SourceError):
     action = "if it persists, check NORDPASS_ENDPOINT_URL points at /activities/query of your data center"
 
 
+class WindowUnreadable(SourceError):
+    """Every page was fetched, but they never added up to one consistent read of `window` (pages
+    repeating or short while the total stays the same, a total that keeps moving). Not a failure
+    of the run: the pipeline holds the window back and re-reads it on every run."""
+
+    retriable = True
+    action = "nothing to do if it clears; if the window stays held for hours, report it to NordPass"
+
+    def __init__(self, window: Window, reason: str, *, fetched_at: float, pages: int) -> None:
+        super().__init__(f"window {window.start}..{window.end} could not be read consistently: {reason}")
+        self.window = window
+        self.reason = reason
+        self.fetched_at = fetched_at
+        self.pages = pages
+
+
 class SinkError(ConnectorError):
     pass
 
@@ -135,6 +160,15 @@ class SinkConfigError(SinkError):
     )
 
 
+class SinkRejected(SinkError):
+    retriable = True
+    action = (
+        "the Logs Ingestion API refuses records that match the connector's schema: compare the DCR's "
+        "stream declaration with the connector's columns (redeploy the template), then the next run "
+        "sends them; nothing was set aside"
+    )
+
+
 class SinkUnavailable(SinkError):
     retriable = True
     action = "nothing to do if it clears: undelivered events are re-sent from the checkpoint"
@@ -152,9 +186,41 @@ class CheckpointConflict(CheckpointError):
     )
 
 
+class CheckpointBusy(CheckpointConflict):
+    """Another run holds the lease (a live run, or a killed one whose lease has not expired): this
+    run did nothing, which is normal, so it is reported as busy and not as a failure."""
+
+    action = (
+        "nothing to do: another run holds the checkpoint; a killed run's lease expires by itself. "
+        "If it happens every minute, two apps share one checkpoint table"
+    )
+
+
 class CheckpointUnavailable(CheckpointError):
     retriable = True
     action = (
         "check AzureWebJobsStorage and that the identity has 'Storage Table Data Contributor'; "
         "the run stopped rather than restart a 7-day backfill"
     )
+
+
+class CheckpointDamaged(CheckpointUnavailable, ValueError):
+    """A stored property of the checkpoint, ledger or health row cannot be decoded. Raised by the
+    pure decoders with the property named; the caller adds the row (`in_row`). Also a ValueError,
+    for callers that treat any decoding failure alike."""
+
+    retriable = False
+    action = (
+        "restore the row from a copy or fix the named property (Azure Storage Explorer); deleting the "
+        "checkpoint row restarts a 7-day backfill and sends recent events again"
+    )
+
+    def __init__(self, property: str, problem: str, *, row: str = "") -> None:
+        self.property = property
+        self.problem = problem
+        self.row = row
+        where = f"the row '{row}'" if row else "a stored row"
+        super().__init__(f"{where} is damaged: property {property}: {problem}; it was left as it was")
+
+    def in_row(self, row: str) -> CheckpointDamaged:
+        return CheckpointDamaged(self.property, self.problem, row=row)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
+from .errors import CheckpointDamaged
 from .report import RunReport
 
 HEALTH_VERSION = 1
@@ -23,7 +24,7 @@ HEALTH_VERSION = 1
 # 64 KiB property limit whatever a future message looks like.
 MAX_ERROR_CHARS = 1000
 
-OK, FAILED, CONFLICT, CRASHED = "ok", "failed", "conflict", "crashed"
+OK, FAILED, CONFLICT, CRASHED, BUSY = "ok", "failed", "conflict", "crashed", "busy"
 
 
 def iso(seconds: float) -> str:
@@ -45,7 +46,9 @@ class HealthRecord:
 
     last_run_id: str | None = None
     last_run_at: str | None = None  # when the last run finished
-    last_outcome: str | None = None  # ok | failed | conflict | crashed
+    # ok | failed | conflict | crashed: the last run that worked on the checkpoint. Busy runs (another
+    # run held the checkpoint) are counted apart and do not change it.
+    last_outcome: str | None = None
     last_success_at: str | None = None
     last_error_class: str | None = None
     last_error: str | None = None
@@ -59,6 +62,16 @@ class HealthRecord:
     lag_seconds: float | None = None  # at the end of the last run: run end - newest_event
     caught_up: bool = False
     last_skipped_gap: str | None = None  # "from/to" of the last >90-day outage skipped
+    consecutive_busy: int = 0  # runs in a row that found the checkpoint held (reset by any other)
+    last_busy_at: str | None = None
+    last_busy_reason: str | None = None  # which run held it until when
+    repaired_events_last_run: int = 0  # delivered with broken characters replaced (U+FFFD)
+    # Windows that could not be read consistently and are held back (re-read every run): how
+    # many, and the oldest one's "from/to", since when and why.
+    held_windows: int = 0
+    held_window: str | None = None
+    oldest_held_since: str | None = None
+    held_reason: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -79,34 +92,59 @@ class HealthRecord:
 
     @classmethod
     def from_fields(cls, stored: Mapping[str, Any] | None) -> HealthRecord | None:
-        """Tolerant on purpose: a field of the wrong type or from a newer version is skipped, so a
-        damaged row degrades `status` output rather than breaking runs."""
+        """Tolerant, for display (`status`): a field of the wrong type is skipped, so a damaged row
+        degrades the output rather than breaking it. Runs use the strict `decode`."""
         if stored is None:
             return None
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = stored.get(_column(f.name))
-            if raw is None:
-                continue
-            default = f.default
-            if isinstance(default, bool):
-                if isinstance(raw, bool):
-                    values[f.name] = raw
-            elif isinstance(default, int):
-                if isinstance(raw, int) and not isinstance(raw, bool):
-                    values[f.name] = raw
-            elif isinstance(default, float) or f.name == "lag_seconds":
-                if isinstance(raw, int | float) and not isinstance(raw, bool):
-                    values[f.name] = float(raw)
-            elif isinstance(raw, str):
-                values[f.name] = raw
+            if raw is not None and _fits(f.name, f.default, raw):
+                values[f.name] = float(raw) if _is_float(f.name, f.default) else raw
         return cls(**values)
+
+    @classmethod
+    def decode(cls, stored: Mapping[str, Any] | None) -> HealthRecord | None:
+        """Strict, for a run about to merge into the record: a property of the wrong type raises
+        CheckpointDamaged naming it, so the row is left as it was rather than rebuilt with the
+        damaged counts reset. Properties this version does not know are ignored."""
+        if stored is None:
+            return None
+        for f in fields(cls):
+            raw = stored.get(_column(f.name))
+            if raw is not None and not _fits(f.name, f.default, raw):
+                raise CheckpointDamaged(_column(f.name), f"{raw!r:.40} is not a {_kind(f.name, f.default)}")
+        return cls.from_fields(stored)
 
     def to_dict(self, *, now: float | None = None) -> dict[str, Any]:
         data = asdict(self)
         if now is not None:
             data["lag_now_seconds"] = self.lag_now(now)
         return data
+
+
+def _is_float(name: str, default: Any) -> bool:
+    return isinstance(default, float) or name == "lag_seconds"
+
+
+def _kind(name: str, default: Any) -> str:
+    if isinstance(default, bool):
+        return "boolean"
+    if _is_float(name, default):
+        return "number"
+    return "whole number" if isinstance(default, int) else "text"
+
+
+def _fits(name: str, default: Any, raw: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(raw, bool)
+    if isinstance(raw, bool):
+        return False
+    if _is_float(name, default):
+        return isinstance(raw, int | float)
+    if isinstance(default, int):
+        return isinstance(raw, int)
+    return isinstance(raw, str)
 
 
 def _column(name: str) -> str:
@@ -124,10 +162,20 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
 
     - ok: consecutive failures reset, last success moves; the last error is kept for reference.
     - failed: one more consecutive failure, the error replaces the last one.
-    - conflict: another run held the checkpoint, so this run did nothing wrong and nothing useful;
-      the failure count is left alone (the run holding the checkpoint writes its own outcome).
+    - conflict: another run moved the checkpoint under this one, which stopped; the failure count
+      is left alone (the run holding the checkpoint writes its own outcome).
+    - busy: another run held the checkpoint, so this one did nothing: only the busy count moves.
     """
     prev = previous or HealthRecord()
+    if report.outcome == BUSY:
+        # Nothing was done and nothing failed: counted apart, so "consecutive failures" (and an
+        # alert on it) only ever counts runs that tried and failed.
+        return replace(
+            prev,
+            consecutive_busy=prev.consecutive_busy + 1,
+            last_busy_at=iso(now),
+            last_busy_reason=_error_text(report.error),
+        )
     outcome = report.outcome if report.outcome in (OK, FAILED, CONFLICT) else FAILED
     newest = report.newest_event or prev.newest_event
     newest_at = parse_iso(newest)
@@ -144,8 +192,11 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
         lag_seconds=None if newest_at is None else round(now - newest_at, 1),
         caught_up=outcome == OK and report.caught_up,
         last_skipped_gap="/".join(report.skipped_gap) if report.skipped_gap else prev.last_skipped_gap,
+        consecutive_busy=0,
+        repaired_events_last_run=report.repaired_events,
     )
     if outcome == OK:
+        record = _with_held(record, report.held_windows)
         return replace(record, last_success_at=iso(now), consecutive_failures=0)
     record = replace(
         record,
@@ -156,6 +207,19 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
     if outcome == FAILED:
         return replace(record, consecutive_failures=prev.consecutive_failures + 1)
     return record
+
+
+def _with_held(record: HealthRecord, held: list[dict[str, Any]]) -> HealthRecord:
+    if not held:
+        return replace(record, held_windows=0, held_window=None, oldest_held_since=None, held_reason=None)
+    oldest = min(held, key=lambda h: str(h.get("since")))
+    return replace(
+        record,
+        held_windows=len(held),
+        held_window=f"{oldest.get('from')}/{oldest.get('to')}",
+        oldest_held_since=str(oldest.get("since")),
+        held_reason=_error_text(str(oldest.get("reason"))),
+    )
 
 
 def merge_crash(
@@ -207,7 +271,10 @@ def render(record: HealthRecord | None, *, now: float, instance: str) -> list[st
     lag = record.lag_now(now)
     lines = [
         ("instance", instance),
-        ("last run", f"{record.last_outcome or '?'} at {record.last_run_at or '?'} (run {record.last_run_id})"),
+        (
+            "last run",
+            f"{record.last_outcome or '?'} at {record.last_run_at or '?'} (run {record.last_run_id})",
+        ),
         ("last success", record.last_success_at or "never"),
         ("consecutive failures", str(record.consecutive_failures)),
         ("events delivered", f"{record.events_delivered_last_run} in the last run"),
@@ -223,6 +290,16 @@ def render(record: HealthRecord | None, *, now: float, instance: str) -> list[st
         lines.append(("", record.last_error or ""))
     if record.last_skipped_gap:
         lines.append(("skipped (>90 days)", record.last_skipped_gap))
+    if record.held_windows:
+        lines.append(
+            (
+                "held back",
+                f"{record.held_windows} window(s) could not be read; oldest {record.held_window} since "
+                f"{record.oldest_held_since}: {record.held_reason}",
+            )
+        )
+    if record.consecutive_busy:
+        lines.append(("busy", f"{record.consecutive_busy} run(s) in a row found the checkpoint held"))
     width = max(len(k) for k, _ in lines)
     return [f"{k:<{width}}  {v}" if k else f"{'':<{width}}  {v}" for k, v in lines]
 

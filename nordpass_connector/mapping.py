@@ -45,7 +45,12 @@ def canonical_digest(raw: Any) -> bytes:
         canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         # Integers beyond 64 bits and other oddities orjson refuses; the stdlib handles them.
-        canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError, RecursionError):
+            # Not even that (text that is not valid Unicode, keys of mixed types): a stable form
+            # still, so the event can be set aside under a reproducible id.
+            canonical = repr(raw).encode("utf-8", "backslashreplace")
     return hashlib.sha256(canonical).digest()
 
 
@@ -112,7 +117,10 @@ def _text(value: Any) -> str | None:
     """A string column's value; non-strings are kept as their JSON text rather than lost."""
     if value is None or isinstance(value, str):
         return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits, which orjson refuses and JSON allows
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _msp_override(metadata: Any, key: str) -> str | None:

@@ -23,7 +23,9 @@ fetches pages of a window concurrently.
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import re
 import socket
 import ssl
 from types import TracebackType
@@ -265,7 +267,9 @@ class NordPassClient:
             parsed = ActivityPage.model_validate_json(response.content)
         except ValidationError as exc:
             kinds = {err["type"] for err in exc.errors(include_url=False, include_input=False)}
-            return "a body that is not JSON" if "json_invalid" in kinds else "JSON that is not a page"
+            if "json_invalid" not in kinds:
+                return "JSON that is not a page"
+            return _parse_lenient(response.content, page) or "a body that is not JSON"
         # The model defaults `data` to []; a body without it (an error object, `{}`) must not read
         # as "no more events", or an outage would look like an empty window.
         if "data" not in parsed.model_fields_set:
@@ -314,3 +318,57 @@ def _parse_fast(content: bytes, page: int) -> Page | None:
 
 
 _NO_METADATA: Final[dict[str, Any]] = {}
+# After json.loads has joined every valid surrogate pair, any surrogate code point left is lone.
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _parse_lenient(content: bytes, page: int) -> Page | None:
+    """A page that is valid JSON but not valid UTF-8 once decoded: lone surrogate escapes such as
+    ``"\\ud83c"`` (half an emoji, as a JavaScript backend cutting a string writes it). orjson and
+    pydantic refuse the whole page; the standard library's parser accepts it, and each lone
+    surrogate is then replaced with U+FFFD, so the event is delivered and the repair counted (the
+    replacement is deterministic, so a re-read yields the same EventId). None when the body is not
+    JSON even so (NaN and Infinity, which JSON does not allow, are refused too)."""
+    try:
+        parsed = json.loads(content, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
+        return None
+    raw_meta = parsed.get("metadata", _NO_METADATA)
+    if not isinstance(raw_meta, dict):
+        return None
+    try:
+        meta = PageMetadata.model_validate(_repaired(raw_meta)[0])
+    except ValidationError:
+        return None
+    events, repaired = [], []
+    for raw in parsed["data"]:
+        event, changed = _repaired(raw)
+        events.append(event)
+        if changed:
+            repaired.append(event)
+    return Page(page, events, meta.total, meta.total_pages, tuple(repaired))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _repaired(value: Any) -> tuple[Any, bool]:
+    """`value` with every lone surrogate (in keys too) replaced by U+FFFD; True if any was."""
+    if isinstance(value, str):
+        fixed = _LONE_SURROGATE.sub("\ufffd", value)
+        return fixed, fixed != value
+    if isinstance(value, list):
+        items = [_repaired(v) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for key, item in value.items():
+            new_key, key_changed = _repaired(key)
+            out[new_key], item_changed = _repaired(item)
+            changed = changed or key_changed or item_changed
+        return out, changed
+    return value, False

@@ -11,6 +11,12 @@ delivered, the next ones (`windows_ahead`) are being read, and up to `uploads_in
 the current window are being uploaded while the next batch is packed. Verdicts are recorded in
 submission order, on this thread only, so checkpoint commits never race.
 
+Windows that cannot be read consistently are held back (see `cursor`): each run first re-reads
+the held windows, then goes on with new ones, so one bad window never stops delivery and is never
+skipped without a record. A run that finds the checkpoint leased by another run (a live one, or a
+killed one whose lease has not expired) is busy: it does nothing and says so, which is not a
+failure. A live run renews its lease while it works (see `LEASE_SECONDS`), so a short lease is safe.
+
 This module sees only the ports (`ports.py`) and pure modules; it imports no SDK and no `os`.
 """
 
@@ -20,41 +26,72 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from .batching import pack
 from .clock import Clock
 from .cursor import (
+    DIGEST_BYTES,
+    MAX_HELD_WINDOWS,
     Checkpoint,
+    HeldWindow,
     WindowPolicy,
     clamp_to_retention,
     complete_window,
+    hold_window,
     is_backlog,
     next_window,
     overlap_probe,
+    release_held,
+    still_unreadable,
 )
 from .dedup import Selection, ledger_key, select_new
 from .errors import (
+    CheckpointBusy,
     CheckpointConflict,
+    CheckpointDamaged,
     CheckpointError,
-    CheckpointUnavailable,
     ConnectorError,
+    SourceProtocolError,
     SourceUnavailable,
+    WindowUnreadable,
 )
-from .mapping import iso_utc
-from .ports import Batch, CheckpointStore, Delivery, LogSink, SetAsideRecord, StoredCheckpoint, Window
+from .mapping import canonical_digest, iso_utc
+from .ports import (
+    Batch,
+    CheckpointStore,
+    Delivery,
+    LogSink,
+    SetAsideCode,
+    SetAsideRecord,
+    StoredCheckpoint,
+    Window,
+)
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary
 from .retry import Deadline, RetryLog
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MIN_SPAN_SECONDS = 60
+# The lease a run holds on the checkpoint. A live run renews it every `LEASE_RENEW_SECONDS` while
+# it waits on reads and uploads (and with every commit), so it never lapses under a live run: the
+# longest stretch without a renewal is one renewal period plus one table write, which the table
+# client bounds at connect 5 s + read 10 s (a stalled write fails the run instead of retrying),
+# plus the CPU work between two waits (well under a second). 40 s leaves 15 s of slack for that
+# and for clock skew between two instances. A run killed mid-flight thus blocks others for at most
+# 40 s after its last write, where budget + 60 s (105 s) blocked them before: within a 60 s
+# schedule, at most one tick finds it busy.
+LEASE_SECONDS = 40
+LEASE_RENEW_SECONDS = 10
 # Aim new windows at 40 % of the event cap: most need no narrowing, and the windows held at once
 # (one being delivered, `windows_ahead` read ahead) stay near 12,000 events: 1M events with 60 %
 # took 35 s and 138 MB peak, with 40 % 37 s and 125 MB.
@@ -65,9 +102,10 @@ WINDOW_FILL_TARGET = 0.4
 class RunOptions:
     backfill_days: float
     run_budget_seconds: float
-    lease_seconds: int
     window_policy: WindowPolicy
     max_window_events: int
+    lease_seconds: int = LEASE_SECONDS
+    lease_renew_seconds: float = LEASE_RENEW_SECONDS
     # Do not start reading another window with less than this left of the budget, nor with less
     # than this run's own pace says the window (and those queued before it) will take.
     min_seconds_for_window: float = 3.0
@@ -93,7 +131,11 @@ class Connector:
 
 
 class RunFailed(ConnectorError):
-    """A run that did not finish its work; `report` says how far it got, `cause` why."""
+    """A run that did not finish its work; `report` says how far it got, `cause` why.
+
+    A busy run (the cause is CheckpointBusy, `report.outcome` "busy") did nothing because another
+    run holds the checkpoint: callers report it as such, not as a failure.
+    """
 
     def __init__(self, report: RunReport, cause: ConnectorError) -> None:
         super().__init__(cause.message, action=cause.action)
@@ -121,39 +163,28 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
                 *report.skipped_gap,
             )
 
-        for fetched in _fetched_windows(c, progress.checkpoint, deadline):
-            report.windows += 1
-            report.pages += fetched.pages
-            report.fetched += len(fetched.events)
-            progress.begin(fetched.window)
-
-            selection = select_new(fetched.events, progress.checkpoint.ledger)
-            fetched.events.clear()  # the raw page objects are no longer needed; free them early
-            report.deduplicated += selection.duplicates
-            progress.set_aside_malformed(selection, fetched.window, report)
-
-            uploads = Uploads(c, progress, fetched.window, report, deadline)
-            out_of_time = False
-            for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes, keys=selection.keys):
-                if deadline.expired():
-                    out_of_time = True
-                    break
-                if isinstance(item, Batch):
-                    uploads.submit(item)
-                else:
-                    progress.set_aside_rows([(item.row, item.reason)], fetched.window, report)
-            if out_of_time:
-                uploads.settle_all()
-                break  # what was sent is committed; the next run resumes this window
-            # The last verdict and the window's completion go into one commit.
-            uploads.settle_all(commit_last=False)
-            progress.complete(fetched)
+        if not _reread_held(c, progress, report, deadline):
+            for fetched in _fetched_windows(c, progress.checkpoint, deadline, wait=progress.wait):
+                report.windows += 1
+                report.pages += fetched.pages
+                if fetched.unreadable is not None:
+                    progress.hold(fetched, report)
+                    continue
+                progress.begin(fetched.window)
+                if not _deliver(c, progress, fetched, report, deadline):
+                    break  # what was sent is committed; the next run resumes this window
+                progress.complete(fetched)
 
         report.caught_up = progress.caught_up(c.clock.now())
         progress.release()
         report.outcome = "ok"
     except ConnectorError as error:
-        report.outcome = "conflict" if isinstance(error, CheckpointConflict) else "failed"
+        if isinstance(error, CheckpointBusy):
+            report.outcome = "busy"
+        elif isinstance(error, CheckpointConflict):
+            report.outcome = "conflict"
+        else:
+            report.outcome = "failed"
         report.error, report.error_class = error.describe(), type(error).__name__
         if progress is not None and not isinstance(error, CheckpointError):
             progress.release_quietly()
@@ -163,6 +194,7 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
         report.duration_seconds = round(c.clock.monotonic() - started, 3)
         if progress is not None:
             report.checkpoint_after = checkpoint_summary(progress.checkpoint)
+            report.held_windows = held_summary(progress.checkpoint.held, now=c.clock.now())
             newest = progress.checkpoint.newest_delivered
             if newest is not None:
                 report.newest_event = iso_utc(newest)
@@ -170,8 +202,87 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
     return report
 
 
-def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -> Iterator[FetchedWindow]:
+def held_summary(held: list[HeldWindow], *, now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "from": iso_utc(h.window.start),
+            "to": iso_utc(h.window.end),
+            "since": iso_utc(h.since),
+            "held_seconds": h.held_seconds(now),
+            "stuck": h.stuck(now),
+            "attempts": h.attempts,
+            "reason": h.reason,
+        }
+        for h in held
+    ]
+
+
+def _deliver(
+    c: Connector, progress: Progress, fetched: FetchedWindow, report: RunReport, deadline: Deadline
+) -> bool:
+    """Send what is new in `fetched`: map, dedup, set aside what cannot be sent, upload, record.
+
+    False when the budget ran out first (everything acknowledged is committed). Otherwise the last
+    verdict is left for the caller's next commit, which records the window's completion with it.
+    """
+    report.fetched += len(fetched.events)
+    selection = select_new(fetched.events, progress.checkpoint.ledger)
+    fetched.events.clear()  # the raw page objects are no longer needed; free them early
+    report.deduplicated += selection.duplicates
+    if fetched.repaired:
+        repaired = {canonical_digest(event)[:DIGEST_BYTES] for event in fetched.repaired}
+        report.repaired_events += sum(1 for key, _ in selection.keys if key in repaired)
+    progress.set_aside_malformed(selection, fetched.window, report)
+
+    uploads = Uploads(c, progress, fetched.window, report, deadline)
+    for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes, keys=selection.keys):
+        if deadline.expired():
+            uploads.settle_all()
+            return False
+        if isinstance(item, Batch):
+            uploads.submit(item)
+        else:
+            progress.set_aside_rows([(item.row, item.reason, item.code)], fetched.window, report)
+    uploads.settle_all(commit_last=False)
+    return True
+
+
+def _reread_held(c: Connector, progress: Progress, report: RunReport, deadline: Deadline) -> bool:
+    """Read every held window again, oldest first; deliver and release the ones that now read
+    consistently. True when the budget ran out doing so (the run then stops here)."""
+    for held in list(progress.checkpoint.held):
+        if deadline.remaining() <= c.options.min_seconds_for_window:
+            return True
+        try:
+            fetched = progress.wait(c.prefetcher.submit(c.reader.read, held.window, deadline=deadline))
+        except WindowUnreadable as still:
+            report.pages += still.pages
+            progress.still_held(held, still.reason)
+            continue
+        except SourceUnavailable:
+            if deadline.remaining() > c.options.min_seconds_for_window:
+                raise
+            return True
+        report.windows += 1
+        report.pages += fetched.pages
+        if not _deliver(c, progress, fetched, report, deadline):
+            return True
+        progress.release_held(held, fetched)
+    return False
+
+
+def _fetched_windows(
+    c: Connector,
+    checkpoint: Checkpoint,
+    deadline: Deadline,
+    *,
+    wait: Callable[[Future[FetchedWindow]], FetchedWindow],
+) -> Iterator[FetchedWindow]:
     """Read windows in order; while one is being delivered, up to `windows_ahead` more are read.
+
+    A window that cannot be read consistently comes back with `unreadable` set and no events (the
+    caller holds it back). A read that runs out of budget ends the run quietly once this run has
+    handed over a window; when it has not (a source that never answers), the run fails loudly.
 
     Only backlog windows (see `cursor.is_backlog`) are planned ahead: each starts where the one
     before it was planned to end, so they can be read before anything is delivered. A read that
@@ -181,7 +292,7 @@ def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -
     opts = c.options
     policy = opts.window_policy
     window = next_window(checkpoint, now=c.clock.now(), policy=policy, span=policy.max_span_seconds)
-    if window is None:
+    if window is None or deadline.remaining() <= opts.min_seconds_for_window:
         return
     probe = overlap_probe(checkpoint, window)
     ahead: deque[tuple[Window, Future[FetchedWindow]]] = deque()
@@ -191,6 +302,7 @@ def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -
     # now is delivered after those already queued; starting one that cannot finish only wastes
     # reads (it would be read again by the next run), so the ramp-down follows the real pace.
     slowest_delivery = 0.0
+    handed = 0
 
     def read(planned: Window) -> tuple[Window, Future[FetchedWindow]]:
         return planned, c.prefetcher.submit(c.reader.read, planned, deadline=deadline)
@@ -206,11 +318,19 @@ def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -
         while ahead:
             planned, pending = ahead.popleft()
             try:
-                fetched = pending.result()
+                fetched = wait(pending)
+            except WindowUnreadable as unreadable:
+                fetched = FetchedWindow(
+                    unreadable.window,
+                    [],
+                    unreadable.pages,
+                    unreadable.fetched_at,
+                    unreadable=unreadable.reason,
+                )
             except SourceUnavailable:
-                if deadline.remaining() > opts.min_seconds_for_window:
+                if deadline.remaining() > opts.min_seconds_for_window or not handed:
                     raise
-                return  # the budget ran out while reading: not a failure, the next run goes on
+                return  # the budget ran out while reading ahead: not a failure, the next run goes on
             span = _next_span(fetched, opts)
             backlog = is_backlog(checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=policy)
             if backlog and fetched.window.end < planned.end and ahead:
@@ -234,6 +354,7 @@ def _fetched_windows(c: Connector, checkpoint: Checkpoint, deadline: Deadline) -
                     break
                 ahead.append(read(following))
             handed_over = c.clock.monotonic()
+            handed += 1
             yield fetched
             slowest_delivery = max(slowest_delivery, c.clock.monotonic() - handed_over)
     finally:
@@ -276,7 +397,7 @@ class Uploads:
 
     def _settle_oldest(self, *, commit: bool) -> None:
         batch, future = self._pending.popleft()
-        delivery = future.result()
+        delivery = self._progress.wait(future)
         if delivery.error is None:
             self._progress.record(batch, delivery, self._window, self._report, commit=commit)
             return
@@ -284,7 +405,7 @@ class Uploads:
         self._progress.record(batch, delivery, self._window, self._report, commit=False)
         while self._pending:
             other, later = self._pending.popleft()
-            self._progress.record(other, later.result(), self._window, self._report, commit=False)
+            self._progress.record(other, self._progress.wait(later), self._window, self._report, commit=False)
         self._progress.commit()
         raise error
 
@@ -304,6 +425,7 @@ class Progress:
     checkpoint: Checkpoint
     stored: StoredCheckpoint
     pending_keys: list[tuple[bytes, int]] = field(default_factory=list)
+    committed_at: float = 0.0  # monotonic time of the last commit (which renewed the lease)
 
     @classmethod
     def open(cls, store: CheckpointStore, clock: Clock, options: RunOptions, *, owner: str) -> Progress:
@@ -313,26 +435,48 @@ class Progress:
             checkpoint = Checkpoint.first_run(now=now, backfill_days=options.backfill_days)
             checkpoint.lease_owner, checkpoint.lease_until = owner, int(now) + options.lease_seconds
             log.info("no checkpoint yet: first run, backfilling %s days", options.backfill_days)
-            return cls(store, clock, options, owner, checkpoint, store.create(checkpoint.to_fields()))
+            try:
+                created = store.create(checkpoint.to_fields())
+            except CheckpointConflict:
+                raise CheckpointBusy("another run created the checkpoint at the same moment") from None
+            return cls(store, clock, options, owner, checkpoint, created, committed_at=clock.monotonic())
         try:
             checkpoint = Checkpoint.from_fields(stored.fields)
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointUnavailable(
-                f"the checkpoint row is unreadable ({error}); it was not overwritten",
-                action="inspect the checkpoint table; deleting the row restarts a 7-day backfill",
-            ) from None
+        except CheckpointDamaged as damage:
+            raise damage.in_row(stored.row or "checkpoint") from None
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            # Not expected (the decoder names what it refuses), but never a traceback either.
+            raise CheckpointDamaged("?", type(error).__name__, row=stored.row or "checkpoint") from None
         if checkpoint.lease_owner and checkpoint.lease_owner != owner and checkpoint.lease_until > now:
-            raise CheckpointConflict(
+            raise CheckpointBusy(
                 f"run {checkpoint.lease_owner} holds the checkpoint until {iso_utc(checkpoint.lease_until)}"
             )
         progress = cls(store, clock, options, owner, checkpoint, stored)
-        progress.commit()  # claims the lease; a concurrent claimant gets a conflict here
+        try:
+            progress.commit()  # claims the lease; a concurrent claimant gets a conflict here
+        except CheckpointConflict:
+            raise CheckpointBusy("another run claimed the checkpoint at the same moment") from None
         return progress
 
     def commit(self) -> None:
         self.checkpoint.lease_owner = self.owner
         self.checkpoint.lease_until = int(self.clock.now()) + self.options.lease_seconds
         self.stored = self.store.commit(self.checkpoint.to_fields(), etag=self.stored.etag)
+        self.committed_at = self.clock.monotonic()
+
+    def wait(self, future: Future[T]) -> T:
+        """The future's result; meanwhile the lease is renewed every `lease_renew_seconds`.
+
+        Renewing commits the checkpoint as it stands, which is always a state the next run may
+        resume from: nothing is recorded in it before it is acknowledged.
+        """
+        while True:
+            due = self.committed_at + self.options.lease_renew_seconds - self.clock.monotonic()
+            done, _ = wait_for([future], timeout=max(0.05, due))
+            if done:
+                return future.result()
+            if self.clock.monotonic() >= self.committed_at + self.options.lease_renew_seconds:
+                self.commit()
 
     def begin(self, window: Window) -> None:
         # Persisted with the first commit inside the window: from then on a later run resumes this
@@ -347,7 +491,9 @@ class Progress:
         report.ingestion_requests += delivery.requests
         report.ingestion_bytes += delivery.bytes_sent
         if delivery.rejected:
-            self.set_aside_rows([(batch.rows[i], reason) for i, reason in delivery.rejected], window, report)
+            self.set_aside_rows(
+                [(batch.rows[r.position], r.reason, r.code) for r in delivery.rejected], window, report
+            )
         if not delivery.delivered:
             return
         add = self.checkpoint.ledger.add
@@ -365,17 +511,16 @@ class Progress:
             self.commit()
 
     def set_aside_rows(
-        self, rows: list[tuple[dict[str, Any], str]], window: Window, report: RunReport
+        self, rows: list[tuple[dict[str, Any], str, SetAsideCode]], window: Window, report: RunReport
     ) -> None:
         records = [
-            SetAsideRecord(row["EventId"], reason, window, orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
-            for row, reason in rows
+            SetAsideRecord(row["EventId"], reason, window, _row_json(row), code) for row, reason, code in rows
         ]
         self.store.set_aside(records)
-        for row, reason in rows:
+        for row, reason, code in rows:
             digest, timestamp = ledger_key(row)
             self.checkpoint.ledger.add(digest, timestamp)
-            report.count_set_aside(_reason_category(reason))
+            report.count_set_aside(code)
             log.warning("event %s set aside: %s", row["EventId"], reason)
         self.commit()
 
@@ -385,13 +530,17 @@ class Progress:
         records = []
         for event_id, event in selection.malformed:
             raw = json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=repr).encode()
-            records.append(SetAsideRecord(event_id, f"malformed event: {event.reason}", window, raw))
+            records.append(
+                SetAsideRecord(
+                    event_id, f"malformed event: {event.reason}", window, raw, SetAsideCode.MALFORMED
+                )
+            )
         self.store.set_aside(records)
         for event_id, event in selection.malformed:
             # A malformed event has no usable time; it is remembered at the window's end so the
             # overlap of the next window does not set it aside again.
             self.checkpoint.ledger.add(event.digest, window.end)
-            report.count_set_aside("malformed")
+            report.count_set_aside(SetAsideCode.MALFORMED)
             log.warning("event %s set aside: malformed event (%s)", event_id, event.reason)
         self.commit()
 
@@ -400,6 +549,56 @@ class Progress:
             self.checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=self.options.window_policy
         )
         self.commit()
+
+    def hold(self, fetched: FetchedWindow, report: RunReport) -> None:
+        """Hold back a window that could not be read, and move on past it (see `cursor`)."""
+        reason = fetched.unreadable or "unreadable"
+        held = hold_window(
+            self.checkpoint,
+            fetched.window,
+            fetched_at=fetched.fetched_at,
+            now=self.clock.now(),
+            reason=reason,
+            policy=self.options.window_policy,
+        )
+        if not held:
+            raise SourceProtocolError(
+                f"window {iso_utc(fetched.window.start)}..{iso_utc(fetched.window.end)} could not be read "
+                f"({reason}) and {MAX_HELD_WINDOWS} windows are held back already; stopping here rather "
+                "than skip it"
+            )
+        self.commit()
+        log.warning(
+            "window %s..%s held back: %s; newer events keep flowing, and it is read again every run",
+            iso_utc(fetched.window.start),
+            iso_utc(fetched.window.end),
+            reason,
+        )
+
+    def still_held(self, held: HeldWindow, reason: str) -> None:
+        still_unreadable(self.checkpoint, held, reason=reason)
+        self.commit()
+        now = self.clock.now()
+        log.warning(
+            "window %s..%s still held back after %d reads (%s, since %s%s): %s",
+            iso_utc(held.window.start),
+            iso_utc(held.window.end),
+            held.attempts + 1,
+            _duration(held.held_seconds(now)),
+            iso_utc(held.since),
+            "; stuck" if held.stuck(now) else "",
+            reason,
+        )
+
+    def release_held(self, held: HeldWindow, fetched: FetchedWindow) -> None:
+        release_held(self.checkpoint, held, fetched.window)
+        self.commit()
+        log.info(
+            "held-back window %s..%s read and delivered after %s",
+            iso_utc(fetched.window.start),
+            iso_utc(fetched.window.end),
+            _duration(held.held_seconds(self.clock.now())),
+        )
 
     def caught_up(self, now: float) -> bool:
         if self.checkpoint.current is not None or self.checkpoint.done_to is None:
@@ -419,5 +618,13 @@ class Progress:
             log.info("could not release the checkpoint lease after a failed run: %s", error.message)
 
 
-def _reason_category(reason: str) -> str:
-    return reason.split(":", 1)[0].split(" (", 1)[0][:60]
+def _row_json(row: dict[str, Any]) -> bytes:
+    """The row as stored in the dead-letter table; never fails (a row may be unserialisable)."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(row, sort_keys=True, separators=(",", ":"), default=repr).encode()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"

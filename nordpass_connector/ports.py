@@ -7,7 +7,8 @@ these names, so it imports no SDK and tests can plug in any implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
 
 from .errors import SinkError
 from .retry import Deadline
@@ -38,6 +39,8 @@ class Page:
     events: list[Any]
     total: int | None = None
     total_pages: int | None = None
+    # Events whose text held broken characters (lone surrogates) that were replaced with U+FFFD.
+    repaired: tuple[Any, ...] = ()
 
 
 class ActivitySource(Protocol):
@@ -60,6 +63,23 @@ class Batch:
     keys: list[tuple[bytes, int]] = field(default_factory=list)
 
 
+class SetAsideCode(StrEnum):
+    """Why an event was set aside (dead-lettered), as a fixed code beside the readable reason."""
+
+    MALFORMED = "malformed"  # not an event object, or no usable time: cannot become a row
+    OVERSIZE = "oversize"  # larger than any request may be (or refused with 413 alone)
+    REFUSED = "refused"  # the Logs Ingestion API refused the record alone with a 4xx
+    UNSENDABLE = "unsendable"  # the row cannot be serialised as JSON
+
+
+class Rejection(NamedTuple):
+    """One row the sink could not deliver and will never be able to: set it aside."""
+
+    position: int  # index into Batch.rows
+    reason: str  # readable, our own words plus the service's status and error code (no content)
+    code: SetAsideCode
+
+
 @dataclass
 class Delivery:
     """The sink's verdict on one batch (Vector's Delivered / Rejected / Errored).
@@ -69,7 +89,7 @@ class Delivery:
     """
 
     delivered: list[int] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     error: SinkError | None = None
     requests: int = 0
     bytes_sent: int = 0
@@ -83,12 +103,13 @@ class LogSink(Protocol):
 
 @dataclass(frozen=True)
 class SetAsideRecord:
-    """An event that cannot be delivered (malformed, or too large for any request)."""
+    """An event that cannot be delivered (malformed, too large, refused by the service)."""
 
     event_id: str
     reason: str
     window: Window
     raw_json: bytes
+    code: SetAsideCode = SetAsideCode.MALFORMED
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,7 @@ class StoredCheckpoint:
 
     fields: dict[str, Any]
     etag: str
+    row: str = ""  # where it is stored (table/partition/row), to name it in errors
 
 
 class CheckpointStore(Protocol):

@@ -2,13 +2,30 @@
 
 The API's sort order, bound inclusivity and page-size cap are unknown, so a window is read whole
 before anything of it is sent, and the pipeline sorts it locally. Pages after the first are fetched
-concurrently. A window whose `total` moves while it is being paged (late inserts shift offset pages)
-is read again; after that the ledger's dedup absorbs any repeat.
+concurrently.
+
+Paging trusts the data, not the metadata. `per_page` and `total_pages` are hints; what a page holds
+decides. The first page that is not the last shows the page size the server really uses (it may
+clamp `per_page` without saying so), and the window is read page by page until the events add up
+to the `total` (or, with no total, until an empty page). Every page is checked against the one
+before it and against the total, and a page that is wrong is fetched again on its own:
+
+- a page identical to the previous one (offset paging over a shifting set): fetched again;
+- a page that begins with the events the previous one ended with: fetched again once, then taken
+  as it is (identical events do legitimately repeat across a page boundary);
+- a page shorter than the page size while the total says more follow: fetched again;
+- a page longer than the page size: the size was underestimated, so earlier pages were short;
+- a total that moves between pages (late inserts shift offset pages): the whole window is read again.
+
+The number of pages is bounded by what the window can hold (its total over the smallest page size
+seen, plus a margin), never by `total_pages`. A window whose pages never add up is not guessed at:
+`WindowUnreadable` says why, and the pipeline holds the window back and re-reads it on later runs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -18,15 +35,16 @@ from typing import Any
 
 from .clock import Clock
 from .cursor import Probe
-from .errors import SourceProtocolError
+from .errors import WindowUnreadable
 from .ports import ActivitySource, Page, Window
 from .retry import Deadline, RetryLog
 
 log = logging.getLogger(__name__)
 
-READ_ATTEMPTS = 3
-# Never follow more pages than the API announced plus this margin, and never more than the cap
-# when it announces nothing: a server that keeps returning pages must not keep us busy forever.
+READ_ATTEMPTS = 3  # whole-window reads while the total keeps moving
+PAGE_REFETCHES = 2  # extra fetches of one page that came back wrong
+# Pages beyond what the total needs at the smallest page size seen: a server that keeps returning
+# pages must not keep us busy forever.
 PAGE_MARGIN = 5
 SHRINK_HEADROOM = 0.8
 RATE_LIMIT_CAUSE = "nordpass:429"
@@ -39,8 +57,18 @@ class FetchedWindow:
     events: list[Any]
     pages: int
     fetched_at: float  # wall-clock time the final read of the window started
-    stable: bool = True
     probed: bool = False  # the re-read part was verified by count instead of read in full
+    repaired: list[Any] = field(default_factory=list)  # events whose broken characters were replaced
+    unreadable: str | None = None  # why the window could not be read (then `events` is empty)
+
+
+class _Inconsistent(Exception):
+    """The pages read so far do not add up; `reread` when reading the window again can help."""
+
+    def __init__(self, reason: str, *, reread: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reread = reread
 
 
 @dataclass
@@ -105,6 +133,7 @@ class WindowReader:
 
         With a `probe`, the re-read part of the window is first counted with one request; when the
         API's total matches the ledger, only the rest is read, so an idle tick costs two requests.
+        Raises WindowUnreadable when the pages never add up (see the module docstring).
         """
         rate_limited_before = self.retry_log.count(RATE_LIMIT_CAUSE)
         try:
@@ -112,14 +141,20 @@ class WindowReader:
                 started = self.clock.now()
                 head = self._fetch(Window(window.start, probe.end), 1, deadline)
                 if head.total is not None and head.total == probe.known_events:
-                    tail = self._read(Window(probe.end, window.end), deadline=deadline)
+                    try:
+                        tail = self._read(Window(probe.end, window.end), deadline=deadline)
+                    except WindowUnreadable as unreadable:
+                        narrowed = Window(window.start, unreadable.window.end)
+                        raise WindowUnreadable(
+                            narrowed, unreadable.reason, fetched_at=started, pages=unreadable.pages + 1
+                        ) from None
                     return FetchedWindow(
                         Window(window.start, tail.window.end),
                         head.events + tail.events,
                         tail.pages + 1,
                         min(started, tail.fetched_at),
-                        stable=tail.stable,
                         probed=True,
+                        repaired=[*head.repaired, *tail.repaired],
                     )
             return self._read(window, deadline=deadline)
         finally:
@@ -129,50 +164,131 @@ class WindowReader:
                 self.limit.on_success()
 
     def _read(self, window: Window, *, deadline: Deadline) -> FetchedWindow:
-        pages_requested = 0
+        requested = [0]
+        reason = ""
+        started = self.clock.now()
         for attempt in range(1, READ_ATTEMPTS + 1):
             started = self.clock.now()
             first = self._fetch(window, 1, deadline)
-            pages_requested += 1
+            requested[0] += 1
             while first.total is not None and first.total > self.max_window_events and window.span > 1:
                 narrower = max(1, int(window.span * self.max_window_events * SHRINK_HEADROOM / first.total))
                 window = Window(window.start, window.start + narrower)
                 started = self.clock.now()
                 first = self._fetch(window, 1, deadline)
-                pages_requested += 1
-
-            pages = [first, *self._rest(window, first, deadline)]
-            pages_requested += len(pages) - 1
+                requested[0] += 1
+            try:
+                pages = self._collect(window, first, deadline, requested)
+            except _Inconsistent as problem:
+                reason = problem.reason
+                if not problem.reread or attempt == READ_ATTEMPTS:
+                    break
+                log.info("window %s..%s: %s; reading it again", window.start, window.end, reason)
+                continue
             events = [event for page in pages for event in page.events]
-            totals = {page.total for page in pages if page.total is not None}
-            stable = len(totals) <= 1 and (first.total is None or len(events) == first.total)
-            if stable or attempt == READ_ATTEMPTS:
-                if not stable:
-                    log.warning(
-                        "window %s..%s kept changing while being read (%d attempts); "
-                        "continuing with the last read, dedup absorbs repeats",
-                        window.start,
-                        window.end,
-                        attempt,
-                    )
-                return FetchedWindow(window, events, pages_requested, started, stable=stable)
-            log.info("window %s..%s changed while paging; reading it again", window.start, window.end)
-        raise AssertionError("unreachable")  # pragma: no cover
+            repaired = [event for page in pages for event in page.repaired]
+            return FetchedWindow(window, events, requested[0], started, repaired=repaired)
+        raise WindowUnreadable(window, reason, fetched_at=started, pages=requested[0])
 
-    def _rest(self, window: Window, first: Page, deadline: Deadline) -> list[Page]:
+    def _page_cap(self, total: int | None, size: int) -> int:
+        if total is None:
+            return self.max_pages_without_total
+        return math.ceil(max(total, 1) / max(size, 1)) + PAGE_MARGIN
+
+    def _collect(self, window: Window, first: Page, deadline: Deadline, requested: list[int]) -> list[Page]:
+        """The pages of `window` that together hold every event once, checked page by page."""
+        total = first.total
         if not first.events:
-            return []
-        if first.total_pages is None:
-            return self._sequential(window, first, deadline, stop_after=self.max_pages_without_total)
-        announced = list(range(2, first.total_pages + 1))
-        pages = self._concurrent(window, announced, deadline)
-        fetched = len(first.events) + sum(len(p.events) for p in pages)
-        last = pages[-1] if pages else first
-        if first.total is not None and fetched < first.total and last.events:
-            # The server announced fewer pages than its total needs (a silently clamped per_page):
-            # keep going one page at a time until an empty page.
-            pages += self._sequential(window, last, deadline, stop_after=first.total_pages + PAGE_MARGIN)
-        return pages
+            if total:
+                raise _Inconsistent(f"page 1 was empty while the total was {total}", reread=True)
+            return [first]
+        # The first page, unless it is also the last, shows the page size the server really uses.
+        size = len(first.events)
+        if total is not None and size >= total:
+            if size > total:
+                raise _Inconsistent(f"page 1 held {size} events, more than the total {total}", reread=True)
+            return [first]
+        cap = self._page_cap(total, size)
+        cache: dict[int, Page] = {1: first}
+        if total is not None:
+            ahead = list(range(2, min(cap, math.ceil(total / size)) + 1))
+            for page in self._concurrent(window, ahead, deadline):
+                cache[page.number] = page
+            requested[0] += len(ahead)
+        refetches: dict[int, int] = {}
+        accepted: list[Page] = []
+        count = 0
+        number = 1
+
+        def again(problem: str) -> None:
+            """Fetch page `number` once more, or give up on the window if it keeps coming back wrong."""
+            done = refetches.get(number, 0)
+            if done >= PAGE_REFETCHES:
+                raise _Inconsistent(f"{problem} ({done + 1} fetches)", reread=False)
+            refetches[number] = done + 1
+            log.info("window %s..%s: %s; fetching it again", window.start, window.end, problem)
+            cache.pop(number, None)
+
+        while True:
+            if number > cap:
+                raise _Inconsistent(
+                    f"more than {cap} pages for {total if total is not None else 'an unknown number of'} "
+                    "events; the API is not advancing pages",
+                    reread=False,
+                )
+            cached = cache.get(number)
+            if cached is None:
+                cached = cache[number] = self._fetch(window, number, deadline)
+                requested[0] += 1
+            page = cached
+            if total is not None and page.total is not None and page.total != total:
+                raise _Inconsistent(f"the total moved from {total} to {page.total} while paging", reread=True)
+            got = len(page.events)
+            previous = accepted[-1] if accepted else None
+            if got == 0:
+                if total is None or count == total:
+                    break
+                again(f"page {number} was empty after {count} of {total} events")
+                continue
+            if total is None and previous is not None and len(previous.events) < size:
+                # With no total, a short page was taken as the last; more came, so it was not.
+                number = previous.number
+                accepted.pop()
+                count -= len(previous.events)
+                again(f"page {number} came back with {len(previous.events)} of {size} events, not last")
+                continue
+            if got > size:
+                # The page size is larger than the first page suggested: pages taken at the smaller
+                # size were short. Go back to the first of them.
+                size = got
+                short = next((i for i, p in enumerate(accepted) if len(p.events) < size), None)
+                if short is not None:
+                    number = accepted[short].number
+                    del accepted[short:]
+                    count = sum(len(p.events) for p in accepted)
+                    again(f"page {number} was shorter than the {size} events of later pages")
+                    continue
+            if previous is not None and page.events == previous.events:
+                again(f"page {number} repeated page {previous.number}")
+                continue
+            if previous is not None and page.events[0] == previous.events[-1] and number not in refetches:
+                again(f"page {number} began with the events page {previous.number} ended with")
+                continue
+            if total is not None and count + got < total and got < size:
+                again(f"page {number} came back with {got} of {size} events while the total says more follow")
+                continue
+            accepted.append(page)
+            count += got
+            if total is not None and count >= total:
+                if count > total:
+                    raise _Inconsistent(
+                        f"the pages held {count} events, more than the total {total}", reread=True
+                    )
+                break
+            number += 1
+        if total is not None and any(p.events for n, p in cache.items() if n > number):
+            raise _Inconsistent(f"pages after the last one held events beyond the total {total}", reread=True)
+        return accepted
 
     def _fetch(self, window: Window, number: int, deadline: Deadline) -> Page:
         with self.limit.slot():
@@ -201,23 +317,3 @@ class WindowReader:
             for future in pending:
                 future.cancel()
         return [results[n] for n in numbers]
-
-    def _sequential(
-        self, window: Window, previous: Page, deadline: Deadline, *, stop_after: int
-    ) -> list[Page]:
-        pages: list[Page] = []
-        number = previous.number
-        while number < stop_after:
-            number += 1
-            page = self._fetch(window, number, deadline)
-            if not page.events:
-                break
-            if page.events == previous.events:
-                raise SourceProtocolError(
-                    f"page {number} repeated page {number - 1}; the API is not advancing pages"
-                )
-            pages.append(page)
-            previous = page
-        else:
-            raise SourceProtocolError(f"more than {stop_after} pages in one window; stopping to avoid a loop")
-        return pages

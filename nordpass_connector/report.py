@@ -30,7 +30,8 @@ def checkpoint_summary(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
 class RunReport:
     run_id: str
     started_at: str
-    outcome: str = "running"  # ok | conflict | failed
+    # ok | busy (another run holds the checkpoint: nothing done, not a failure) | conflict | failed
+    outcome: str = "running"
     caught_up: bool = False  # False: backlog remains and the next tick continues it
     windows: int = 0
     pages: int = 0
@@ -38,7 +39,8 @@ class RunReport:
     sent: int = 0
     deduplicated: int = 0
     set_aside: int = 0
-    set_aside_reasons: dict[str, int] = field(default_factory=dict)
+    set_aside_reasons: dict[str, int] = field(default_factory=dict)  # by SetAsideCode
+    repaired_events: int = 0  # events sent with broken characters replaced by U+FFFD
     ingestion_requests: int = 0
     ingestion_bytes: int = 0
     retries: dict[str, int] = field(default_factory=dict)
@@ -47,14 +49,18 @@ class RunReport:
     newest_event: str | None = None
     lag_seconds: float | None = None
     skipped_gap: list[str] | None = None
+    # Windows that could not be read consistently, still held back at the end of the run: from, to,
+    # since, held_seconds, stuck (held over an hour), attempts, reason. Re-read by every run.
+    held_windows: list[dict[str, Any]] = field(default_factory=list)
     duration_seconds: float = 0.0
     error: str | None = None
     error_class: str | None = None
 
-    def count_set_aside(self, reason: str, count: int = 1) -> None:
+    def count_set_aside(self, code: str, count: int = 1) -> None:
         self.set_aside += count
-        # Reasons are our own fixed phrases (with sizes), never event content.
-        self.set_aside_reasons[reason] = self.set_aside_reasons.get(reason, 0) + count
+        # Counted by code (`ports.SetAsideCode`); the readable reasons are in the dead-letter rows.
+        key = str(code)
+        self.set_aside_reasons[key] = self.set_aside_reasons.get(key, 0) + count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

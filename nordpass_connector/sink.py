@@ -7,10 +7,17 @@ the dead-letter table) or, when a transient failure outlasts our retries, the de
 error and the pipeline stops the run.
 
 Status policy (see `azure-platform-facts.md`):
-  204 delivered - 400 (and other 4xx) rejected, never retried - 401 one retry, then SinkAuthError -
-  403 a few attempts (role propagation), then SinkAuthError - 404 SinkConfigError - 413 split in
-  halves and resend; a single row that still gets 413 is rejected - 408/429/5xx, timeouts and dropped
-  connections retried with jittered backoff, honouring Retry-After, inside the run's deadline.
+  204 delivered - 400 (and other 4xx) never retried as is: a request of several rows is halved,
+  level by level, until each refused record is alone; only those are rejected, with the service's
+  error code, and the rest is delivered - 401 one retry, then SinkAuthError - 403 a few attempts
+  (role propagation), then SinkAuthError - 404 SinkConfigError - 413 split in halves and resend; a
+  single row that still gets 413 is rejected - 408/429/5xx, timeouts and dropped connections retried
+  with jittered backoff, honouring Retry-After, inside the run's deadline.
+
+Isolating a refused record costs about 2 x log2(n) requests for a request of n rows (both halves
+at each level; the half without it is delivered). When nothing of a batch can be delivered even in
+parts of a few rows, the refusal is about the schema, not a record: the batch fails with
+SinkRejected and nothing is set aside (a DCR fix lets the next run deliver all of it).
 
 Logs carry status, error code and request ids (x-ms-client-request-id, x-ms-request-id) only:
 never bodies, row contents or bearer tokens.
@@ -38,8 +45,15 @@ from isal import igzip
 
 from . import USER_AGENT
 from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
-from .errors import SinkAuthError, SinkConfigError, SinkError, SinkTokenUnavailable, SinkUnavailable
-from .ports import Batch, Delivery
+from .errors import (
+    SinkAuthError,
+    SinkConfigError,
+    SinkError,
+    SinkRejected,
+    SinkTokenUnavailable,
+    SinkUnavailable,
+)
+from .ports import Batch, Delivery, Rejection, SetAsideCode
 from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
 from .throttle import RateBudget
 
@@ -48,6 +62,10 @@ log = logging.getLogger(__name__)
 CLIENT_REQUEST_ID = "x-ms-client-request-id"
 SERVICE_REQUEST_ID = "x-ms-request-id"
 NO_IDENTITY_NOTE = "no managed identity answered, and off Azure no `az login` session was found"
+# A refusal is taken as systemic (a schema problem) when nothing of a batch was delivered and every
+# part of one halving level was refused, with at least this many parts of at most this many rows.
+SYSTEMIC_PARTS = 8
+SYSTEMIC_PART_ROWS = 8
 PROPAGATION_NOTE = (
     "the managed identity lacks 'Monitoring Metrics Publisher' on the data collection rule, or the role "
     "assignment has not propagated yet (this can take up to 30 minutes after deployment)"
@@ -100,6 +118,8 @@ class _TooLarge:
 @dataclass(frozen=True)
 class _Rejected:
     reason: str
+    status: int
+    code: str
 
 
 @dataclass(frozen=True)
@@ -190,8 +210,10 @@ class IngestionSink:
             delivery.delivered.extend(indices)
             return True
         if isinstance(outcome, _Rejected):
-            delivery.rejected.extend((i, outcome.reason) for i in indices)
-            return True
+            if len(rows) == 1:
+                delivery.rejected.append(Rejection(indices[0], outcome.reason, SetAsideCode.REFUSED))
+                return True
+            return self._isolate(rows, indices, outcome, delivery, deadline)
         if isinstance(outcome, _TooLarge):
             return self._split(rows, indices, body, delivery, deadline, status=413)
         delivery.error = outcome.error
@@ -214,13 +236,71 @@ class IngestionSink:
                 reason = (
                     f"record is {len(body):,} bytes and the Logs Ingestion API refused it as too large (413)"
                 )
-            delivery.rejected.append((indices[0], reason))
+            delivery.rejected.append(Rejection(indices[0], reason, SetAsideCode.OVERSIZE))
             return True
         # Halves keep order, so "delivered up to the first failure" stays meaningful. Re-serialising
         # here is fine: a 413 on a body we sized ourselves is rare.
         mid = len(rows) // 2
         for part_rows, part_indices in ((rows[:mid], indices[:mid]), (rows[mid:], indices[mid:])):
             if not self._send_part(part_rows, part_indices, body_of(part_rows), delivery, deadline):
+                return False
+        return True
+
+    def _isolate(
+        self,
+        rows: Sequence[dict[str, Any]],
+        indices: Sequence[int],
+        refusal: _Rejected,
+        delivery: Delivery,
+        deadline: Deadline,
+    ) -> bool:
+        """Rows refused together (400): halve level by level until each refused record is alone.
+
+        Level by level rather than depth first, so that a refusal of everything is recognised by
+        its spread (every part refused, parts of a few rows each) before hundreds of records are
+        tried one by one. A 413 on a part is split as usual; a transient failure stops the batch.
+        """
+        refused = [(rows, indices)]
+        while refused:
+            parts: list[tuple[Sequence[dict[str, Any]], Sequence[int]]] = []
+            for part_rows, part_indices in refused:
+                mid = len(part_rows) // 2
+                parts += [(part_rows[:mid], part_indices[:mid]), (part_rows[mid:], part_indices[mid:])]
+            refused = []
+            for part_rows, part_indices in parts:
+                body = body_of(part_rows)
+                outcome = self._post(self._encode(body), delivery, deadline, raw_size=len(body))
+                if isinstance(outcome, _Ok):
+                    delivery.delivered.extend(part_indices)
+                elif isinstance(outcome, _Rejected):
+                    refusal = outcome
+                    if len(part_rows) == 1:
+                        delivery.rejected.append(
+                            Rejection(part_indices[0], outcome.reason, SetAsideCode.REFUSED)
+                        )
+                    else:
+                        refused.append((part_rows, part_indices))
+                elif isinstance(outcome, _TooLarge):
+                    if not self._split(part_rows, part_indices, body, delivery, deadline, status=413):
+                        return False
+                else:
+                    delivery.error = outcome.error
+                    return False
+            # Nothing of the batch delivered, and every part of a level of small parts refused: the
+            # service refuses everything, not a record. Set none of it aside.
+            small = len(parts) >= SYSTEMIC_PARTS and max(len(r) for r, _ in parts) <= SYSTEMIC_PART_ROWS
+            if small and not delivery.delivered:
+                isolated = set(indices)
+                delivery.rejected = [
+                    r
+                    for r in delivery.rejected
+                    if r.code is not SetAsideCode.REFUSED or r.position not in isolated
+                ]
+                delivery.error = SinkRejected(
+                    f"the Logs Ingestion API refused all {len(rows)} records of a request with HTTP "
+                    f"{refusal.status} ({refusal.code}), even in parts of {SYSTEMIC_PART_ROWS} records or "
+                    "fewer: the refusal is about the schema (the DCR's stream declaration), not a record"
+                )
                 return False
         return True
 
@@ -280,8 +360,11 @@ class IngestionSink:
                 status = exc.status_code or 0
                 code = _error_code(exc)
                 ids = _request_ids(exc, client_request_id)
-                log.warning("ingestion attempt %d failed: HTTP %d (%s) %s", attempt, status, code, ids)
                 verdict = classify_status(status)
+                # A refused record is reported once, when it is set aside; the requests that isolate
+                # it (about 2 x log2(n)) are logged at INFO.
+                level = logging.INFO if verdict is Verdict.REJECT else logging.WARNING
+                log.log(level, "ingestion attempt %d failed: HTTP %d (%s) %s", attempt, status, code, ids)
                 if verdict is Verdict.TOO_LARGE:
                     return _TooLarge()
                 if verdict is Verdict.NOT_FOUND:
@@ -293,7 +376,9 @@ class IngestionSink:
                         )
                     )
                 if verdict is Verdict.REJECT:
-                    return _Rejected(f"rejected by the Logs Ingestion API: HTTP {status} ({code})")
+                    return _Rejected(
+                        f"rejected by the Logs Ingestion API: HTTP {status} ({code})", status, code
+                    )
                 if verdict is Verdict.AUTH and status == 401:
                     unauthorized += 1
                     # The bearer policy dropped its cached token on the 401: one more try fetches a new one.

@@ -702,10 +702,10 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         # -- 1. first run: the 7-day backfill (or, later, the catch-up), until caught up -------
         for _ in range(cfg.max_backfill_ticks):
             line = tick("backfill" if run == 1 else "catch-up", this_run_generated if not ticks else 0)
-            if line.outcome == "conflict" and len(ticks) == 1:
+            if line.outcome in ("busy", "conflict") and len(ticks) == 1:
                 raise DemoError(
                     "the checkpoint is still leased by an earlier demo run that was interrupted: wait about "
-                    "two minutes for the lease to expire and rerun, or rerun with --fresh"
+                    "40 seconds for the lease to expire and rerun, or rerun with --fresh"
                 )
             if line.caught_up or line.outcome != "ok":
                 break

@@ -12,10 +12,13 @@ does, including the behaviours that lose data silently:
   `EventId`), and a TimeGenerated older than 2 days (or over 1 day ahead) becomes the receive time.
 
 Scripted faults (429 with or without Retry-After, any 5xx/408, stalls, dropped connections) follow
-a small list of `Fault` rules. Every call is recorded without the Authorization value. Accepted rows
-land in DuckDB (through duckdb-kql, so rule queries run on them) or, for benchmarks, are only
-counted. A control surface under `/_sandbox/` lets another process (the demo, a benchmark) steer
-and inspect it; `IngestionControl` is the client for it.
+a small list of `Fault` rules. A 400 is about content, as on the real service: `refuse` names
+records (by EventId or by a marker in their JSON) that make any request holding them fail with 400,
+and a scripted 400 refuses the records of the request it answered from then on. Every call is
+recorded without the Authorization value. Accepted rows land in DuckDB (through duckdb-kql, so rule
+queries run on them) or, for benchmarks, are only counted. A control surface under `/_sandbox/`
+lets another process (the demo, a benchmark) steer and inspect it; `IngestionControl` is the
+client for it.
 """
 
 from __future__ import annotations
@@ -316,6 +319,30 @@ class _Behaviour:
         self.counter = 0
         self.rng = random.Random(seed)
         self.seed = seed
+        # Content the service refuses (400): any request holding one of these records fails whole.
+        self.refused_ids: set[str] = set()
+        self.refused_markers: list[bytes] = []
+        self.refuse_code = "InvalidContent"
+
+    def refuses(self, raw: bytes, rows: list[Any]) -> bool:
+        with self.lock:
+            if any(marker in raw for marker in self.refused_markers):
+                return True
+            ids = self.refused_ids
+            return bool(ids) and any(isinstance(r, dict) and r.get("EventId") in ids for r in rows)
+
+    def remember_refused(self, wire: bytes, gzipped: bool) -> None:
+        """A scripted 400 refuses the content it answered: those records stay refused."""
+        try:
+            raw = _gunzip(wire, 8 * MAX_REQUEST_BYTES) if gzipped else wire
+            rows = orjson.loads(raw)
+        except (OSError, EOFError, zlib.error, OverflowError, orjson.JSONDecodeError):
+            return
+        if isinstance(rows, list):
+            with self.lock:
+                self.refused_ids.update(
+                    r["EventId"] for r in rows if isinstance(r, dict) and isinstance(r.get("EventId"), str)
+                )
 
     def next_call(self) -> tuple[int, Fault | None]:
         with self.lock:
@@ -396,6 +423,8 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
                 elif not fault.accept:
                     return answer(_error(503, "ServiceUnavailable", "stalled request (scripted)"))
             else:
+                if fault.status == 400:
+                    b.remember_refused(wire, request.headers.get("content-encoding", "").lower() == "gzip")
                 return answer(_fault_response(fault, dcr))
         if request.query_params.get("api-version") is None:
             return answer(
@@ -433,6 +462,11 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
         if not isinstance(rows, list):
             return answer(_error(400, "InvalidContent", "The request body must be a JSON array."))
         state["records"] = len(rows)
+        if b.refuses(raw, rows):
+            state["fault"] = "refused"
+            return answer(
+                _error(400, b.refuse_code, "The request contains a record that could not be ingested.")
+            )
         if rows:
             await run_in_threadpool(store.add, raw, rows, received)
         return answer(Response(status_code=204))
@@ -512,6 +546,8 @@ def _fault_response(fault: Fault, dcr: str) -> Response:
         return _error(403, "OperationFailed", FORBIDDEN_MESSAGE.format(dcr=dcr), headers)
     if fault.status == 429:
         return _error(429, "TooManyRequests", "Rate limit for the data collection rule exceeded.", headers)
+    if fault.status == 400:
+        return _error(400, "InvalidContent", "The request contains a record that could not be ingested.")
     codes = {408: "RequestTimeout", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
     code = codes.get(fault.status, f"Status{fault.status}")
     return _error(fault.status, code, f"scripted failure {fault.status}", headers)
@@ -541,6 +577,9 @@ def _reset(b: _Behaviour, store: RowStore, *, rows: bool) -> None:
         b.latency = 0.0
         b.max_request_bytes = MAX_REQUEST_BYTES
         b.rng = random.Random(b.seed)
+        b.refused_ids.clear()
+        b.refused_markers.clear()
+        b.refuse_code = "InvalidContent"
     if rows:
         store.clear()
 
@@ -679,9 +718,21 @@ class IngestionStandIn:
     def drop(self, *, times: int | None = 1, on_call: int | None = None) -> Fault:
         return self.add_fault(Fault("drop", times=times, on_call=on_call))
 
+    def refuse(
+        self, *, event_ids: Sequence[str] = (), marker: bytes | None = None, code: str = "InvalidContent"
+    ) -> None:
+        """From now on, answer 400 (`code`) to any request that holds one of these records."""
+        with self._b.lock:
+            self._b.refused_ids.update(event_ids)
+            if marker is not None:
+                self._b.refused_markers.append(marker)
+            self._b.refuse_code = code
+
     def clear_faults(self) -> None:
         with self._b.lock:
             self._b.faults.clear()
+            self._b.refused_ids.clear()
+            self._b.refused_markers.clear()
 
     def reset(self, *, rows: bool = True) -> None:
         """Forget calls and faults (and accepted rows unless rows=False); keep the token and ids."""

@@ -17,6 +17,11 @@ Design points:
   rate (``fault_rate``: for soak runs and the demo).
 - A dropped connection aborts the client's transport from inside the app: raising in the app would
   only make uvicorn answer 500, which is a different failure.
+- Paging misbehaviours seen on real offset-paged APIs are knobs too: a page-size cap the metadata
+  does not admit (``hide_page_cap``), a page that repeats the one before it (``repeat_page``), a
+  page that comes back a few events short while the total stays right (``short_page``), and
+  strings cut in the middle of a surrogate pair, sent as a lone ``\\ud83c`` escape
+  (``lone_surrogates``). The page faults fire ``*_times`` times (None: on every query).
 
 Everything that mutates state takes one lock, so the test thread and the server's event loop can
 both use the simulator.
@@ -33,6 +38,7 @@ import heapq
 import math
 import os
 import random
+import re
 import socket
 import sys
 import threading
@@ -92,6 +98,17 @@ class Knobs:
     retry_after: str = "1"  # value sent with "429-retry-after"
     slow_seconds: float = 5.0
     auth_status: int | None = None  # force 401/403 for every query, e.g. a revoked token
+    # With `max_per_page`: the metadata echoes the requested per_page and the page count it implies,
+    # as if no cap applied (the server says 100 a page and serves 50).
+    hide_page_cap: bool = False
+    repeat_page: int | None = None  # this page number is answered with the previous page's events
+    repeat_page_times: int | None = 1  # how many answers repeat (None: every one)
+    short_page: int | None = None  # this page number comes back `short_by` events short...
+    short_by: int = 3
+    short_page_times: int | None = 1  # ...this many times (None: every time); the total stays right
+    # Astral characters (emoji) in served events are sent as their high surrogate alone, escaped:
+    # valid JSON that is not valid UTF-8 once decoded (a JavaScript backend cutting a string).
+    lone_surrogates: bool = False
 
 
 @dataclass
@@ -143,6 +160,8 @@ class NordPassSimulator:
         self._fault_rng = random.Random(f"faults:{self.knobs.fault_seed}")
         self._scripted: list[str] = []
         self._log: list[RequestRecord] = []
+        self._repeats_left: int | None = None  # of `repeat_page_times`, None = unlimited
+        self._shorts_left: int | None = None
 
         self._port = port
         self._server: uvicorn.Server | None = None
@@ -246,6 +265,16 @@ class NordPassSimulator:
                 raise ValueError(f"unknown fault kinds {bad}; known: {FAULT_KINDS}")
             if updated.max_per_page is not None and updated.max_per_page < 1:
                 raise ValueError("max_per_page must be >= 1")
+            for name in ("repeat_page", "short_page"):
+                value = getattr(updated, name)
+                if value is not None and value < 1 + (name == "repeat_page"):
+                    raise ValueError(f"{name} must be a page number (repeat_page >= 2)")
+            if updated.short_by < 1:
+                raise ValueError("short_by must be >= 1")
+            if {"repeat_page", "repeat_page_times"} & set(changes):
+                self._repeats_left = updated.repeat_page_times
+            if {"short_page", "short_page_times"} & set(changes):
+                self._shorts_left = updated.short_page_times
             if "fault_seed" in changes or "fault_rate" in changes:
                 self._fault_rng = random.Random(f"faults:{updated.fault_seed}")
             self.knobs = updated
@@ -277,6 +306,7 @@ class NordPassSimulator:
             self._key_rng = random.Random(f"sim-order:{self.seed}")
             self.knobs = Knobs()
             self._fault_rng = random.Random(f"faults:{self.knobs.fault_seed}")
+            self._repeats_left = self._shorts_left = None
         self.on_request = None
 
     # -- the event store --------------------------------------------------------------------
@@ -444,18 +474,27 @@ class NordPassSimulator:
         parsed = self._parse(body, knobs)
         if isinstance(parsed, Response):
             return parsed
-        start, end, page, per_page = parsed
+        start, end, page, per_page, requested = parsed
         record.page, record.per_page = page, per_page
         with self._lock:
             self._promote_due()
             blobs, total = self._select(start, end, page, per_page, knobs.order, knobs, record.index)
+            if knobs.repeat_page == page and self._take("_repeats_left"):
+                record.fault = "repeat-page"
+                blobs, _ = self._select(start, end, page - 1, per_page, knobs.order, knobs, record.index)
+            elif knobs.short_page == page and blobs and self._take("_shorts_left"):
+                record.fault = "short-page"
+                blobs = blobs[: max(0, len(blobs) - knobs.short_by)]
+        if knobs.lone_surrogates:
+            blobs = [_cut_surrogates(b) for b in blobs]
         record.returned = len(blobs)
         record.total = total
+        announced = requested if knobs.hide_page_cap else per_page
         meta = {
             "total": total,
-            "per_page": per_page,
+            "per_page": announced,
             "current_page": page,
-            "total_pages": math.ceil(total / per_page) if per_page else 0,
+            "total_pages": math.ceil(total / announced) if announced else 0,
         }
         payload = b'{"data":[' + b",".join(blobs) + b'],"metadata":' + orjson.dumps(meta) + b"}"
         if fault == "garbage":
@@ -507,7 +546,17 @@ class NordPassSimulator:
         for _ in range(3):
             await asyncio.sleep(0)
 
-    def _parse(self, body: dict[str, Any], knobs: Knobs) -> tuple[int, int, int, int] | Response:
+    def _take(self, counter: str) -> bool:
+        """Use one firing of a counted page fault (caller holds the lock); None means unlimited."""
+        left = getattr(self, counter)
+        if left is None:
+            return True
+        if left <= 0:
+            return False
+        setattr(self, counter, left - 1)
+        return True
+
+    def _parse(self, body: dict[str, Any], knobs: Knobs) -> tuple[int, int, int, int, int] | Response:
         def integer(name: str, default: int | None) -> int | Response | None:
             value = body.get(name, default)
             if value is None:
@@ -530,6 +579,7 @@ class NordPassSimulator:
         page, per_page = got["page"], got["per_page"]
         if page < 1 or per_page < 1:
             return _error(400, "bad_request", "page and per_page must be >= 1")
+        requested = per_page
         if knobs.max_per_page is not None:
             per_page = min(per_page, knobs.max_per_page)
         now = int(self.now())
@@ -546,7 +596,7 @@ class NordPassSimulator:
             if knobs.over_max_span == "reject":
                 return _error(400, "bad_request", "the filter span may be at most 90 days")
             start = end - MAX_SPAN
-        return start, end, page, per_page
+        return start, end, page, per_page, requested
 
     def _select(
         self, start: int, end: int, page: int, per_page: int, order: str, knobs: Knobs, request_index: int
@@ -643,6 +693,19 @@ def _compact(blob: bytes) -> bytes:
     about 4 KiB resident per 250-byte event), which would make a 1M-event store cost gigabytes;
     copying through a memoryview brings it back to the payload size."""
     return bytes(memoryview(blob))
+
+
+_ASTRAL = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _cut_surrogates(blob: bytes) -> bytes:
+    """Each astral character (4 UTF-8 bytes) becomes its high surrogate alone, as a JSON escape."""
+
+    def high(match: re.Match[bytes]) -> bytes:
+        code = ord(match.group().decode("utf-8"))
+        return b"\\u%04x" % (0xD800 + ((code - 0x10000) >> 10))
+
+    return _ASTRAL.sub(high, blob)
 
 
 def _filter_time(event: Any) -> int:

@@ -9,6 +9,7 @@ platform's one (plain http on loopback, as in Azure). Checks mirror what the pla
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import threading
 import time
@@ -36,7 +37,8 @@ CONFLICTING_VARIABLES = (
     "AZURE_FEDERATED_TOKEN_FILE",
 )
 
-FailureMode = Literal["none", "error500", "expires_in_only"]
+# "stall": accept the request and never answer (until the client gives up), like a hung endpoint.
+FailureMode = Literal["none", "error500", "expires_in_only", "stall"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ def _build_app(state: _State) -> Starlette:
         header_ok = secrets.compare_digest(
             request.headers.get("x-identity-header", ""), state.identity_header
         )
+        if state.failure == "stall":
+            # Poll rather than sleep once: the task ends as soon as the client hangs up.
+            while not await request.is_disconnected():
+                await asyncio.sleep(0.05)
         status, body = _answer(state, q, header_ok, request.headers.get("metadata"))
         with state.lock:
             state.requests.append(
@@ -99,6 +105,8 @@ def _answer(state: _State, q: Any, header_ok: bool, metadata: str | None) -> tup
         return 400, {"error": {"code": "BadRequest", "message": "resource is required"}}
     if state.expected_client_id is not None and q.get("client_id") != state.expected_client_id:
         return 400, {"error": {"code": "BadRequest", "message": "no identity with that client_id"}}
+    if state.failure == "stall":
+        return 408, {"error": {"code": "Stalled", "message": "the client gave up first (scripted stall)"}}
     if state.failure == "error500":
         return 500, {"error": {"code": "InternalServerError", "message": "token service failure (scripted)"}}
     expires = int(time.time()) + state.lifetime

@@ -87,7 +87,7 @@ def test_killed_at_every_step_boundary_loses_nothing(
 
     # The dead run still holds its lease: a run inside the lease stops cleanly, one after it resumes.
     blocked = sb.tick(1)
-    assert blocked.outcome == "conflict"
+    assert blocked.outcome == "busy"
     assert blocked.sent == 0
     for _ in range(10):
         report = sb.tick(120)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.cursor import (
+    MAX_HELD_WINDOWS,
     MAX_SPAN_SECONDS,
     Checkpoint,
     Ledger,
@@ -17,8 +18,11 @@ from nordpass_connector.cursor import (
     clamp_to_retention,
     complete_window,
     floor_after,
+    hold_window,
     next_window,
     overlap_probe,
+    release_held,
+    still_unreadable,
 )
 from nordpass_connector.dedup import ledger_key, select_new
 from nordpass_connector.mapping import canonical_digest
@@ -166,3 +170,68 @@ def test_overlapping_rereads_deliver_every_occurrence_exactly_once(
     assert len(ids) == len(set(ids))
     sent_content = Counter((r["timestamp"], r["user_uuid"]) for r in sent)
     assert sent_content == Counter((e["timestamp"], e["user"]["uuid"]) for e in source)
+
+
+# -- held windows -----------------------------------------------------------------------------------
+
+
+def test_a_held_window_moves_the_floor_but_keeps_its_ledger_until_released() -> None:
+    cp = Checkpoint(floor=NOW - 10_000)
+    window = Window(NOW - 10_001, NOW - 5_000)  # wholly behind the lookback
+    cp.ledger.add(b"\x01" * 8, NOW - 9_000)  # delivered inside it before the read went wrong
+    assert hold_window(cp, window, fetched_at=NOW, now=NOW, reason="page 3 repeated page 2", policy=POLICY)
+    assert cp.floor == window.end and cp.current is None and cp.done_to == window.end
+    assert next_window(cp, now=NOW, policy=POLICY, span=3_600) == Window(
+        window.end - 1, window.end - 1 + 3_600
+    )
+    assert cp.ledger.count(b"\x01" * 8) == 1, "kept: the held window still needs it for dedup"
+    (held,) = cp.held
+    still_unreadable(cp, held, reason="page 3 came back short")
+    assert cp.held[0].attempts == 2 and cp.held[0].reason == "page 3 came back short"
+    # Read at last, narrowed to its first half: the rest stays held, from one second below.
+    release_held(cp, cp.held[0], Window(window.start, NOW - 7_000))
+    assert [h.window for h in cp.held] == [Window(NOW - 7_001, window.end)]
+    assert cp.ledger.count(b"\x01" * 8) == 0, "the released part is settled now"
+    release_held(cp, cp.held[0], cp.held[0].window)
+    assert cp.held == []
+
+
+def test_touching_held_windows_join_and_too_many_apart_stop_the_run() -> None:
+    cp = Checkpoint(floor=NOW - 100_000)
+    assert hold_window(
+        cp, Window(NOW - 100_001, NOW - 90_000), fetched_at=NOW, now=NOW, reason="a", policy=POLICY
+    )
+    assert hold_window(
+        cp, Window(NOW - 90_001, NOW - 80_000), fetched_at=NOW, now=NOW + 5, reason="b", policy=POLICY
+    )
+    (joined,) = cp.held
+    assert joined.window == Window(NOW - 100_001, NOW - 80_000) and joined.since == NOW
+    start = NOW - 79_000
+    for i in range(MAX_HELD_WINDOWS - 1):  # apart: settled time between them
+        cp.floor = start + 2_000 * i + 1
+        assert hold_window(
+            cp,
+            Window(start + 2_000 * i, start + 2_000 * i + 100),
+            fetched_at=NOW,
+            now=NOW,
+            reason="c",
+            policy=POLICY,
+        )
+    assert len(cp.held) == MAX_HELD_WINDOWS
+    before = Checkpoint.from_fields(cp.to_fields())
+    assert not hold_window(
+        cp, Window(NOW - 1_000, NOW - 900), fetched_at=NOW, now=NOW, reason="d", policy=POLICY
+    )
+    assert cp.to_fields() == before.to_fields(), "nothing changed"
+
+
+def test_a_held_window_beyond_the_apis_reach_is_reported_as_a_skipped_gap() -> None:
+    cp = Checkpoint(floor=NOW - 86_400)
+    old = Window(NOW - MAX_SPAN_SECONDS - 5_000, NOW - MAX_SPAN_SECONDS + 10_000)
+    cp.floor = old.end
+    assert hold_window(cp, old, fetched_at=NOW, now=NOW, reason="x", policy=POLICY)
+    cp.floor = NOW - 86_400
+    gap = clamp_to_retention(cp, now=NOW)
+    assert gap is not None and gap.start == old.start
+    (kept,) = cp.held
+    assert kept.window.start == gap.end and kept.window.end == old.end

@@ -42,7 +42,6 @@ from tests.arm_lint import (
     iter_strings,
     key_from_resource_id,
     load_schema,
-    needs_schemas,
     registry,
     resolve,
     resource_key,
@@ -536,7 +535,6 @@ def _schema_file(resource_type: str, version: str) -> tuple[Path, str]:
     return SCHEMAS / version / f"{file_name}.json", "_".join(segments)
 
 
-@needs_schemas
 def test_api_versions_have_a_vendored_schema(template: Json) -> None:
     for resource in all_resources(template):
         rtype, version = resource["type"], resource["apiVersion"]
@@ -805,7 +803,6 @@ def schema_errors(resource: Json, schema_registry: Any) -> list[str]:
     ]
 
 
-@needs_schemas
 def test_templates_validate_against_vendored_root_schema(any_template: Json) -> None:
     from jsonschema import Draft4Validator
 
@@ -818,7 +815,6 @@ def test_templates_validate_against_vendored_root_schema(any_template: Json) -> 
         assert not errors, f"{path}: {errors}"
 
 
-@needs_schemas
 def test_resources_validate_against_vendored_schemas(any_template: Json) -> None:
     schema_registry = registry()
     errors = [
@@ -827,7 +823,6 @@ def test_resources_validate_against_vendored_schemas(any_template: Json) -> None
     assert not errors, "\n".join(errors)
 
 
-@needs_schemas
 def test_schema_allow_list_is_narrow(template: Json) -> None:
     """The allow-list must not hide real mistakes next to the known false positives."""
     schema_registry = registry()

@@ -150,6 +150,29 @@ def test_server_clamp_of_per_page_is_visible_in_the_page(
     assert _multiset(events) == _multiset(hour), "a short page is not the end"
 
 
+def test_lone_surrogates_are_repaired_and_counted_not_refused(
+    nordpass_sim: NordPassSimulator, make_nordpass_client: MakeClient, hour: list[dict[str, Any]]
+) -> None:
+    cut = dict(hour[3], initiator="ana \U0001f34e")
+    nordpass_sim.add([cut])
+    nordpass_sim.configure(lone_surrogates=True)
+    events, pages = _read_window(make_nordpass_client(), WINDOW)
+    assert len(events) == len(hour) + 1
+    repaired = [e for p in pages for e in p.repaired]
+    assert repaired == [dict(cut, initiator="ana \ufffd")]
+    # The same bytes read again decode to the same event, so its EventId is stable.
+    again, _ = _read_window(make_nordpass_client(), WINDOW)
+    assert _multiset(again) == _multiset(events)
+
+
+def test_a_body_that_is_not_json_even_leniently_is_still_a_protocol_error(
+    nordpass_sim: NordPassSimulator, make_nordpass_client: MakeClient, hour: list[dict[str, Any]]
+) -> None:
+    nordpass_sim.fail_next("garbage", times=3)
+    with pytest.raises(SourceProtocolError, match="not JSON"):
+        make_nordpass_client().fetch_page(WINDOW, 1, deadline=_deadline())
+
+
 def test_concurrent_pages_share_one_client(
     nordpass_sim: NordPassSimulator, make_nordpass_client: MakeClient, hour: list[dict[str, Any]]
 ) -> None:

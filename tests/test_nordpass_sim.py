@@ -176,6 +176,45 @@ def test_max_per_page_clamps_silently(nordpass_sim: NordPassSimulator, http: htt
     assert body["metadata"] == {"total": 120, "per_page": 50, "current_page": 1, "total_pages": 3}
 
 
+def test_hidden_page_cap_keeps_announcing_the_requested_page_size(
+    nordpass_sim: NordPassSimulator, http: httpx.Client
+) -> None:
+    nordpass_sim.add([_ev(T0 + i, i) for i in range(120)])
+    nordpass_sim.configure(max_per_page=50, hide_page_cap=True)
+    body = _query(http, nordpass_sim, timestamp_from=T0, timestamp_to=T0 + 1000, page=1, per_page=100).json()
+    assert len(body["data"]) == 50
+    assert body["metadata"] == {"total": 120, "per_page": 100, "current_page": 1, "total_pages": 2}
+    assert len(_all_pages(http, nordpass_sim, 100)) == 3, "the data still takes three pages"
+
+
+def test_repeated_and_short_pages_fire_as_often_as_asked(
+    nordpass_sim: NordPassSimulator, http: httpx.Client
+) -> None:
+    nordpass_sim.add([_ev(T0 + i, i) for i in range(12)])
+    nordpass_sim.configure(repeat_page=2)  # once
+    assert _all_pages(http, nordpass_sim, 4) == [[0, 1, 2, 3], [0, 1, 2, 3], [8, 9, 10, 11]]
+    assert _all_pages(http, nordpass_sim, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    nordpass_sim.configure(repeat_page=None, short_page=2, short_by=1, short_page_times=None)
+    for _ in range(2):
+        body = _query(
+            http, nordpass_sim, timestamp_from=T0, timestamp_to=T0 + 1000, page=2, per_page=4
+        ).json()
+        assert [e["metadata"]["n"] for e in body["data"]] == [4, 5, 6]
+        assert body["metadata"]["total"] == 12, "the total stays right"
+    assert {r.fault for r in nordpass_sim.query_requests()} >= {"repeat-page", "short-page"}
+    with pytest.raises(ValueError, match="repeat_page"):
+        nordpass_sim.configure(repeat_page=1)
+
+
+def test_lone_surrogates_cut_astral_characters(nordpass_sim: NordPassSimulator, http: httpx.Client) -> None:
+    nordpass_sim.add([dict(_ev(T0, 0), initiator="ana \U0001f34e x")])
+    nordpass_sim.configure(lone_surrogates=True)
+    raw = _query(http, nordpass_sim, timestamp_from=T0, timestamp_to=T0 + 10, page=1).content
+    assert b'"ana \\ud83c x"' in raw
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(raw)
+
+
 def test_inserts_between_pages_shift_offset_pages(
     nordpass_sim: NordPassSimulator, http: httpx.Client
 ) -> None:

@@ -20,6 +20,7 @@ from azure.identity import ManagedIdentityCredential
 
 from nordpass_connector.mapping import iso_utc
 from sandbox.azurite import Azurite
+from sandbox.blackhole import Blackhole
 from sandbox.certs import CertPaths, ensure_certs
 from sandbox.ingestion import MAX_REQUEST_BYTES, IngestionControl, IngestionStandIn
 from sandbox.token_endpoint import TokenEndpoint
@@ -187,6 +188,26 @@ def test_fault_script_order_and_bodies(ingestion: IngestionStandIn, token_endpoi
     assert post(ingestion, b"[]", token=token).status_code == 204
 
 
+def test_refused_records_fail_every_request_that_holds_them(
+    ingestion: IngestionStandIn, token_endpoint: TokenEndpoint
+) -> None:
+    token = token_endpoint.access_token
+    now = datetime.now(UTC)
+    good, bad = row("good-0", now), row("bad-0", now)
+    ingestion.refuse(event_ids=["bad-0"], code="InvalidRecord")
+    refused = post(ingestion, orjson.dumps([good, bad]), token=token)
+    assert refused.status_code == 400 and refused.headers["x-ms-error-code"] == "InvalidRecord"
+    assert post(ingestion, orjson.dumps([good]), token=token).status_code == 204
+    assert post(ingestion, orjson.dumps([bad]), token=token).status_code == 400
+    # A scripted 400 refuses the content it answered, from then on.
+    ingestion.clear_faults()
+    ingestion.fail(400, times=1)
+    assert post(ingestion, orjson.dumps([row("x-0", now)]), token=token).status_code == 400
+    assert post(ingestion, orjson.dumps([row("x-0", now)]), token=token).status_code == 400
+    assert post(ingestion, orjson.dumps([bad]), token=token).status_code == 204
+    assert ingestion.event_id_counts() == {"good-0": 1, "bad-0": 1}
+
+
 def test_seeded_random_failures_are_reproducible(
     ingestion: IngestionStandIn, token_endpoint: TokenEndpoint
 ) -> None:
@@ -300,6 +321,17 @@ def test_real_credential_user_assigned_and_failures(
     token_endpoint.set_failure("expires_in_only")
     with pytest.raises(ClientAuthenticationError):
         ManagedIdentityCredential().get_token("https://monitor.azure.com/.default")
+
+
+def test_token_endpoint_stall_and_blackhole_never_answer(token_endpoint: TokenEndpoint) -> None:
+    token_endpoint.set_failure("stall")
+    headers = {"X-IDENTITY-HEADER": token_endpoint.identity_header, "Metadata": "true"}
+    params = {"api-version": "2019-08-01", "resource": "https://monitor.azure.com"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(token_endpoint.url, params=params, headers=headers, timeout=httpx.Timeout(5, read=0.3))
+    with Blackhole() as hole, pytest.raises(httpx.ReadTimeout):
+        httpx.post(hole.url(path="/x"), content=b"{}", timeout=httpx.Timeout(5, read=0.3))
+    assert hole.accepted == 1
 
 
 # -- Azurite launcher ----------------------------------------------------------------------------

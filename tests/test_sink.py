@@ -13,9 +13,9 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from nordpass_connector.batching import pack
 from nordpass_connector.clock import SystemClock
-from nordpass_connector.errors import SinkAuthError, SinkConfigError, SinkUnavailable
+from nordpass_connector.errors import SinkAuthError, SinkConfigError, SinkRejected, SinkUnavailable
 from nordpass_connector.mapping import iso_utc
-from nordpass_connector.ports import Batch, Delivery
+from nordpass_connector.ports import Batch, Delivery, SetAsideCode
 from nordpass_connector.retry import Deadline, Retrier
 from nordpass_connector.sink import IngestionSink, build_logs_client, check_upload
 from sandbox.ingestion import IngestionStandIn
@@ -163,8 +163,8 @@ def test_single_row_413_is_rejected_and_the_rest_delivered(
     delivery = sink.send(one_batch(rows), deadline=deadline())
     assert delivery.error is None
     assert sorted(delivery.delivered) == [0, 1, 3]
-    ((index, reason),) = delivery.rejected
-    assert index == 2 and "413" in reason and "bytes" in reason
+    ((index, reason, code),) = delivery.rejected
+    assert index == 2 and "413" in reason and "bytes" in reason and code == "oversize"
 
 
 def test_oversize_single_row_batch_is_rejected_without_a_request(
@@ -174,7 +174,9 @@ def test_oversize_single_row_batch_is_rejected_without_a_request(
     row = make_rows(1, pad=3_000)[0]
     body = orjson.dumps([row])
     delivery = sink.send(Batch([row], body), deadline=deadline())
-    assert delivery.rejected == [(0, f"record is {len(body):,} bytes, over the 1,000-byte request limit")]
+    assert delivery.rejected == [
+        (0, f"record is {len(body):,} bytes, over the 1,000-byte request limit", SetAsideCode.OVERSIZE)
+    ]
     assert delivery.requests == 0 and ingestion.calls == []
 
 
@@ -277,13 +279,40 @@ def test_failure_after_a_split_keeps_the_delivered_prefix(
 # -- permanent failures --------------------------------------------------------------------------
 
 
-def test_400_rejects_rows_without_retry(sink: IngestionSink, ingestion: IngestionStandIn) -> None:
-    ingestion.fail(400, times=1)
+def test_400_isolates_the_refused_record_and_delivers_the_rest(
+    sink: IngestionSink, ingestion: IngestionStandIn
+) -> None:
+    rows = make_rows(20)
+    ingestion.refuse(event_ids=[rows[13]["EventId"]], code="InvalidRecord")
+    delivery = sink.send(one_batch(rows), deadline=deadline())
+    assert delivery.error is None
+    assert sorted(delivery.delivered) == [i for i in range(20) if i != 13]
+    ((index, reason, code),) = delivery.rejected
+    assert (index, code) == (13, "refused") and "HTTP 400 (InvalidRecord)" in reason
+    # Both halves at each level, down to the record alone: 1 + 2 x ceil(log2(20)) requests at most.
+    assert len(ingestion.calls) <= 1 + 2 * 5
+    assert ingestion.accepted_rows == 19 and not ingestion.duplicates()
+
+
+def test_400_for_every_part_of_a_request_is_a_schema_problem_not_a_record(
+    sink: IngestionSink, ingestion: IngestionStandIn
+) -> None:
+    ingestion.refuse(marker=b'"EventId"', code="InvalidStreamSchema")
+    delivery = sink.send(one_batch(make_rows(64)), deadline=deadline())
+    assert isinstance(delivery.error, SinkRejected)
+    assert "InvalidStreamSchema" in str(delivery.error)
+    assert delivery.delivered == [] and delivery.rejected == [], "nothing is set aside"
+    assert len(ingestion.calls) == 1 + 2 + 4 + 8, "recognised at parts of 8 rows, not row by row"
+
+
+def test_a_few_refused_rows_are_set_aside_even_if_they_are_all_the_rows(
+    sink: IngestionSink, ingestion: IngestionStandIn
+) -> None:
+    ingestion.fail(400, times=1)  # the service refuses this content, now and later
     delivery = sink.send(one_batch(make_rows(3)), deadline=deadline())
     assert delivery.error is None and delivery.delivered == []
-    assert [i for i, _ in delivery.rejected] == [0, 1, 2]
-    assert all("HTTP 400" in reason for _, reason in delivery.rejected)
-    assert len(ingestion.calls) == 1
+    assert [r.position for r in delivery.rejected] == [0, 1, 2]
+    assert all("HTTP 400" in r.reason for r in delivery.rejected)
 
 
 def test_401_is_retried_once_then_auth_error(sink: IngestionSink, ingestion: IngestionStandIn) -> None:
@@ -361,7 +390,7 @@ def test_logs_and_errors_carry_no_token_or_row_content(
         ingestion.set_expected_token(token_endpoint.access_token)
         script()
         delivery = sink.send(one_batch(make_rows(3)), deadline=deadline())
-        errors.append(str(delivery.error) + " ".join(r for _, r in delivery.rejected))
+        errors.append(str(delivery.error) + " ".join(r.reason for r in delivery.rejected))
     text = caplog.text + "\n".join(errors)
     assert "client_request_id=" in caplog.text
     for secret in (

@@ -19,7 +19,7 @@ import pytest
 
 from deploy import build_template as bt
 from deploy import ui_definition
-from tests.arm_lint import SCHEMA_PREFIX, Json, is_expression, needs_schemas, registry
+from tests.arm_lint import SCHEMA_PREFIX, Json, is_expression, registry
 
 UI_SCHEMA = f"{SCHEMA_PREFIX}0.1.2-preview/CreateUIDefinition.MultiVm.json#"
 WORKSPACE_ID = (
@@ -125,7 +125,6 @@ def schema_errors(ui: Json) -> list[str]:
     return problems
 
 
-@needs_schemas
 def test_validates_against_the_create_ui_definition_schema(ui: Json) -> None:
     assert ui["$schema"] == UI_SCHEMA
     assert ui["handler"] == "Microsoft.Azure.CreateUIDef" and ui["version"] == "0.1.2-preview"
@@ -153,7 +152,6 @@ def _unknown_element_type(ui: Json) -> None:
     )
 
 
-@needs_schemas
 @pytest.mark.parametrize(
     "breaker", [_unknown_property, _selector_unknown_property, _selector_bad_filter, _unknown_element_type]
 )
