@@ -2,8 +2,8 @@
 
 All queries are sent to one `node content/tools/kql-check.js` process: loading the Kusto bundle
 costs more than analysing dozens of queries, so batching keeps the check to about two seconds.
-The table schema comes from `nordpass_connector.schema`, the contract the connector and the DCR
-use, so a rule that drifts from the table fails here.
+The table schemas come from `nordpass_connector.schema`, the contract the connector and the DCR
+use, so a rule that drifts from a table fails here.
 
 Run `python -m content.kql` for a CI-style report (exit 1 on any error).
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
 
-from nordpass_connector.schema import TABLE_NAME, kusto_schema
+from nordpass_connector.schema import TABLES
 
 CONTENT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONTENT_DIR.parent
@@ -75,7 +75,8 @@ class QueryResult:
 
 
 def kusto_tables() -> list[dict[str, str]]:
-    return [{"name": TABLE_NAME, "schema": kusto_schema()}]
+    """Every custom table the connector writes (events and health), from `schema.TABLES`."""
+    return [{"name": table.name, "schema": table.kusto_schema()} for table in TABLES]
 
 
 def rule_paths() -> list[Path]:

@@ -76,6 +76,7 @@ API_VERSIONS: dict[str, str] = {
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.OperationalInsights/workspaces/tables": "2025-07-01",
     "Microsoft.SecurityInsights/alertRules": "2025-09-01",
+    "Microsoft.SecurityInsights/dataConnectorDefinitions": "2025-09-01",
     "Microsoft.Web/serverfarms": "2024-11-01",
     "Microsoft.Web/sites": "2024-11-01",
     "Microsoft.Web/sites/extensions": "2024-11-01",
@@ -135,6 +136,7 @@ APP_SETTING_NAMES: tuple[str, ...] = (
     "DATA_COLLECTION_ENDPOINT",
     "DCR_IMMUTABLE_ID",
     "DCR_STREAM_NAME",
+    "DCR_HEALTH_STREAM_NAME",
     "AZURE_CLIENT_ID",
     "CHECKPOINT_TABLE_NAME",
 )
@@ -252,14 +254,15 @@ class CustomTable:
     description: str
 
 
-CUSTOM_TABLES: tuple[CustomTable, ...] = (
+CUSTOM_TABLES: tuple[CustomTable, ...] = tuple(
     CustomTable(
-        name=schema.TABLE_NAME,
-        stream=schema.DEFAULT_STREAM_NAME,
-        table_columns=schema.table_columns(),
-        stream_declaration=schema.stream_declaration(),
-        description="NordPass Activity API events",
-    ),
+        name=table.name,
+        stream=table.stream,
+        table_columns=table.table_columns(),
+        stream_declaration=table.stream_declaration(),
+        description=table.description,
+    )
+    for table in schema.TABLES
 )
 
 
@@ -760,6 +763,7 @@ def _variables(release: ReleasePin | None, with_content: bool) -> Json:
         ),
         "checkpointTableName": CHECKPOINT_TABLE_NAME,
         "streamName": schema.DEFAULT_STREAM_NAME,
+        "healthStreamName": schema.DEFAULT_HEALTH_STREAM_NAME,
         "workspaceResourceId": x(_workspace_id_expression()),
     }
     if with_content:
@@ -879,6 +883,7 @@ def build_template(content: SentinelContent | None = None, release: ReleasePin |
         ("DATA_COLLECTION_ENDPOINT", x(f"{dcr_outputs}.logsIngestionEndpoint.value")),
         ("DCR_IMMUTABLE_ID", x(f"{dcr_outputs}.immutableId.value")),
         ("DCR_STREAM_NAME", x(v("streamName"))),
+        ("DCR_HEALTH_STREAM_NAME", x(v("healthStreamName"))),
         ("AZURE_CLIENT_ID", x(f"{identity_ref}.clientId")),
         ("CHECKPOINT_TABLE_NAME", x(v("checkpointTableName"))),
     ]

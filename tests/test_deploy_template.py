@@ -61,6 +61,7 @@ EXPECTED_APP_SETTINGS = {
     "DATA_COLLECTION_ENDPOINT",
     "DCR_IMMUTABLE_ID",
     "DCR_STREAM_NAME",
+    "DCR_HEALTH_STREAM_NAME",
     "AZURE_CLIENT_ID",
     "CHECKPOINT_TABLE_NAME",
 }
@@ -416,6 +417,8 @@ def test_app_settings_are_exactly_what_the_connector_and_host_read(template: Jso
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["DCR_STREAM_NAME"] == "[variables('streamName')]"
     assert template["variables"]["streamName"] == schema.DEFAULT_STREAM_NAME
+    assert settings["DCR_HEALTH_STREAM_NAME"] == "[variables('healthStreamName')]"
+    assert template["variables"]["healthStreamName"] == schema.DEFAULT_HEALTH_STREAM_NAME
     assert template["variables"]["checkpointTableName"] == "nordpasscheckpoint"
     for flex_forbidden in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "AzureWebJobsStorage"):
         assert flex_forbidden not in settings
@@ -646,12 +649,22 @@ def test_dcr_is_direct_pass_through_with_error_logs(template: Json) -> None:
     inner = dcr_deployment["properties"]["template"]["resources"]
     dcr = next(r for r in inner if r["type"] == "Microsoft.Insights/dataCollectionRules")
     assert dcr["kind"] == "Direct"
-    (flow,) = dcr["properties"]["dataFlows"]
-    assert flow == {
-        "streams": [schema.DEFAULT_STREAM_NAME],
-        "destinations": ["workspace"],
-        "transformKql": "source",
-        "outputStream": f"Custom-{schema.TABLE_NAME}",
+    # One pass-through flow per table: events, and the one health row per run.
+    assert dcr["properties"]["dataFlows"] == [
+        {
+            "streams": [stream],
+            "destinations": ["workspace"],
+            "transformKql": "source",
+            "outputStream": f"Custom-{table}",
+        }
+        for stream, table in (
+            (schema.DEFAULT_STREAM_NAME, schema.TABLE_NAME),
+            (schema.DEFAULT_HEALTH_STREAM_NAME, schema.HEALTH_TABLE_NAME),
+        )
+    ]
+    assert set(dcr["properties"]["streamDeclarations"]) == {
+        schema.DEFAULT_STREAM_NAME,
+        schema.DEFAULT_HEALTH_STREAM_NAME,
     }
     diag = next(r for r in inner if r["type"] == "Microsoft.Insights/diagnosticSettings")
     assert diag["properties"]["logs"] == [{"category": "LogErrors", "enabled": True}]
