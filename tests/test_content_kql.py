@@ -186,7 +186,7 @@ def test_content_has_rules_and_workbook_queries(analysed: dict[str, kql.QueryRes
     assert sum(reads_health(r) for _, r in RULES) == 2
     workbook_ids = [i for i in analysed if i.startswith("workbook/")]
     # Every workbook query is checked under both time-picker shapes and both filter shapes.
-    assert len(workbook_ids) >= 2 * 18
+    assert len(workbook_ids) >= 2 * 23
 
 
 def test_every_query_analyses_without_errors(analysed: dict[str, kql.QueryResult]) -> None:
@@ -359,6 +359,12 @@ def test_workbook_structure() -> None:
         "bin(ingestion_time(), 1m)",
         "GapMinutes",
         "LastEventTime",
+        # The runs, from the connector's health rows: outcome over time, errors, events and lag.
+        "NordPassConnectorHealth_CL",
+        "by bin(TimeGenerated, {TimeRange:grain}), Outcome",
+        "ErrorMessage",
+        "EventsSent",
+        "LagSeconds",
     ):
         assert needle in health_queries
     constants = kql.workbook_constants(workbook)

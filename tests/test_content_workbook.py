@@ -8,12 +8,15 @@ parameters substituted the way the workbook does, so an empty or wrongly filtere
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from content import kql, localrun
+from nordpass_connector import health
+from nordpass_connector.errors import SourceAuthError
+from nordpass_connector.report import RunReport
 from sandbox import datagen
 
 NEEDS_PREV = {"workbook/group-health/health-gaps"}
@@ -32,6 +35,31 @@ def day() -> tuple[list[localrun.LoadedRow], datagen.Org]:
     return localrun.ingest(localrun.rows_from_events(events), lag=timedelta(minutes=2)), org
 
 
+def health_day(now: datetime) -> list[dict[str, Any]]:
+    """The connector's health rows for the same day: a run a minute, a token outage of 15 runs in the
+    middle (SourceAuthError), built by the connector's own health_row() from merged records."""
+    rows: list[dict[str, Any]] = []
+    record: health.HealthRecord | None = None
+    newest = localrun.to_epoch(now - timedelta(hours=20))
+    for minute in range(20 * 60, 0, -1):
+        ended = localrun.to_epoch(now - timedelta(minutes=minute))
+        report = RunReport(run_id=f"run{minute}", started_at=health.iso(ended - 3))
+        report.duration_seconds = 2.5
+        if 600 <= minute < 615:
+            report.outcome, report.error_class = "failed", "SourceAuthError"
+            report.error = SourceAuthError("the NordPass API answered 401").describe()
+        else:
+            newest = ended - 60
+            report.outcome, report.fetched, report.sent, report.caught_up = "ok", 20, 18, True
+            report.deduplicated, report.newest_event = 2, health.iso(newest)
+            report.lag_seconds = 60.0
+        record = health.merge_report(record, report, now=ended)
+        rows.append(
+            health.health_row(now=ended, instance="default", version="1.0.0", report=report, record=record)
+        )
+    return rows
+
+
 def _queries() -> list[tuple[str, str]]:
     workbook = kql.load_workbook()
     constants = kql.workbook_constants(workbook)
@@ -40,7 +68,7 @@ def _queries() -> list[tuple[str, str]]:
 
 def test_every_tile_returns_rows_on_a_day_of_data(day: tuple[list[localrun.LoadedRow], Any]) -> None:
     loaded, _ = day
-    con = localrun.connect(loaded)
+    con = localrun.connect(loaded, health_day(localrun.utcnow()))
     queries = _queries()
     assert {where for where, _ in queries} >= NEEDS_PREV
     for where, text in queries:
@@ -67,3 +95,28 @@ def test_user_and_action_filters_narrow_the_tiles(day: tuple[list[localrun.Loade
     constants |= {"Users": "'*'", "Actions": "'lock.master_validated'"}
     rows = localrun.execute(kql.substitute(texts["workbook/group-logins/logins-actions"], 0, constants), con)
     assert [r["Pair"] for r in rows] == ["lock.master_validated"]
+
+
+def test_health_tiles_show_the_outage_and_the_last_run(day: tuple[list[localrun.LoadedRow], Any]) -> None:
+    """The runs tiles read NordPassConnectorHealth_CL: the outage appears by error class with the
+    connector's own message and what to do, the status tile shows the run that recovered."""
+    loaded, _ = day
+    con = localrun.connect(loaded, health_day(localrun.utcnow()))
+    workbook = kql.load_workbook()
+    constants = dict(kql.workbook_constants(workbook)) | {"TimeRange": "> ago(1d)", "TimeRange:grain": "1h"}
+    texts = dict(kql.workbook_queries(workbook))
+
+    def tile(name: str) -> list[dict[str, Any]]:
+        return localrun.execute(kql.substitute(texts[f"workbook/group-health/{name}"], 0, constants), con)
+
+    [status] = tile("health-runs-status")
+    assert (status["Instance"], status["LastOutcome"], status["ConsecutiveFailures"]) == ("default", "ok", 0)
+    assert (status["Runs"], status["FailedRuns"], status["CaughtUp"]) == (1200, 15, True)
+    assert status["MinutesSinceLastRun"] < 5
+    [errors] = tile("health-runs-errors")
+    assert (errors["ErrorClass"], errors["Outcome"], errors["Runs"]) == ("SourceAuthError", "failed", 15)
+    assert "create a new one in the Admin Panel" in errors["LastMessage"]
+    outcomes = tile("health-runs-outcomes")
+    assert sum(r["Runs"] for r in outcomes if r["Outcome"] == "failed") == 15
+    assert sum(r["Runs"] for r in outcomes) == 1200
+    assert sum(r["Sent"] for r in tile("health-runs-events")) == 18 * 1185
