@@ -1,4 +1,4 @@
-"""Semantic KQL check of every rule and workbook query with the real Kusto analyzer.
+"""Semantic KQL check of every rule, workbook and connector-page query with the real Kusto analyzer.
 
 All queries are sent to one `node content/tools/kql-check.js` process: loading the Kusto bundle
 costs more than analysing dozens of queries, so batching keeps the check to about two seconds.
@@ -28,6 +28,7 @@ CONTENT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONTENT_DIR.parent
 RULES_DIR = CONTENT_DIR / "analytic-rules"
 WORKBOOK_PATH = CONTENT_DIR / "workbooks" / "NordPass.workbook.json"
+CONNECTOR_PATH = CONTENT_DIR / "data-connectors" / "NordPass.connector.json"
 CHECKER = CONTENT_DIR / "tools" / "kql-check.js"
 KUSTO_PACKAGE = REPO_ROOT / "node_modules" / "@kusto" / "language-service-next"
 
@@ -154,9 +155,38 @@ def substitute(text: str, variant: int = 0, constants: Mapping[str, str] | None 
     return _PARAMETER.sub(value, text)
 
 
+def load_connector(path: Path = CONNECTOR_PATH) -> dict[str, Any]:
+    """The data connector page's `connectorUiConfig`."""
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def connector_queries(ui: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(location, KQL) for every query of the connector page: graphs, samples, last data received
+    per data type and the connectivity criteria."""
+    queries = [
+        (f"connector/graph:{g['metricName']}", str(g["baseQuery"])) for g in ui.get("graphQueries", [])
+    ]
+    queries += [
+        (f"connector/sample:{q['description']}", str(q["query"])) for q in ui.get("sampleQueries", [])
+    ]
+    queries += [
+        (f"connector/lastData:{d['name']}", str(d["lastDataReceivedQuery"])) for d in ui.get("dataTypes", [])
+    ]
+    for i, criterion in enumerate(ui.get("connectivityCriteria", [])):
+        queries += [
+            (f"connector/connected:{i}.{j}", str(v)) for j, v in enumerate(criterion.get("value") or [])
+        ]
+    return queries
+
+
 def content_queries() -> list[tuple[str, str]]:
-    """Every query to check: rule queries as written, workbook queries in each parameter variant."""
+    """Every query to check: rule queries as written, workbook queries in each parameter variant,
+    and the data connector page's queries."""
     queries = [(f"rule:{p.name}", str(load_rule(p)["query"])) for p in rule_paths()]
+    if CONNECTOR_PATH.exists():
+        queries += connector_queries(load_connector())
     if WORKBOOK_PATH.exists():
         workbook = load_workbook()
         constants = workbook_constants(workbook)

@@ -54,6 +54,7 @@ CONTENT_TEMPLATE_PATH = REPO_ROOT / "deploy" / "sentinel-content.json"
 UI_DEFINITION_PATH = REPO_ROOT / "deploy" / "createUiDefinition.json"
 RULES_DIR = REPO_ROOT / "content" / "analytic-rules"
 WORKBOOK_PATH = REPO_ROOT / "content" / "workbooks" / "NordPass.workbook.json"
+CONNECTOR_PATH = REPO_ROOT / "content" / "data-connectors" / "NordPass.connector.json"
 
 Json = dict[str, Any]
 
@@ -404,16 +405,27 @@ def load_workbook(path: Path = WORKBOOK_PATH) -> str | None:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def load_connector(path: Path = CONNECTOR_PATH) -> Json | None:
+    """The data connector page's `connectorUiConfig`, or None if the content file does not exist."""
+    if not path.is_file():
+        return None
+    data: Json = json.loads(path.read_text(encoding="utf-8"))
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,63}", str(data.get("id", ""))):
+        raise ValueError(f"{path.name}: `id` must be 3-64 letters and digits (it names the resource)")
+    return data
+
+
 @dataclass(frozen=True)
 class SentinelContent:
     """Everything that goes into the content deployment, loaded from `content/`."""
 
     rules: Sequence[tuple[str, Json]] = ()
     workbook: str | None = None
+    connector: Json | None = None
 
     @classmethod
     def load(cls) -> SentinelContent:
-        return cls(rules=load_rules(), workbook=load_workbook())
+        return cls(rules=load_rules(), workbook=load_workbook(), connector=load_connector())
 
 
 @dataclass(frozen=True)
@@ -463,10 +475,32 @@ def workbook_resources(content: SentinelContent, workspace: Workspace) -> list[J
     ]
 
 
+def data_connector_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """The connector's page under Sentinel > Data connectors. Its status comes from the
+    definition's own KQL (`IsConnectedQuery` on the health rows), so no `dataConnectors` instance
+    is needed; that resource is for connectors Sentinel itself runs (`HasDataConnectors`)."""
+    if content.connector is None:
+        return []
+    return [
+        {
+            "type": "Microsoft.SecurityInsights/dataConnectorDefinitions",
+            "apiVersion": api("Microsoft.SecurityInsights/dataConnectorDefinitions"),
+            "scope": x(workspace.resource_id),
+            "name": content.connector["id"],
+            "kind": "Customizable",
+            "properties": {"connectorUiConfig": escape_literal(content.connector)},
+        }
+    ]
+
+
 # Each builder turns loaded content into resources of the content deployment. They may use the
 # parameters `workspaceName` and `workspaceLocation` (the template declares those that are used).
 ContentBuilder = Callable[[SentinelContent, Workspace], list[Json]]
-CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (analytic_rule_resources, workbook_resources)
+CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (
+    analytic_rule_resources,
+    workbook_resources,
+    data_connector_resources,
+)
 
 
 def content_resources(content: SentinelContent) -> list[Json]:
@@ -731,9 +765,9 @@ def _parameters(release: ReleasePin | None, with_content: bool) -> Json:
             "type": "bool",
             "defaultValue": True,
             "metadata": {
-                "description": "Deploy the NordPass analytic rules and workbook into the workspace (needs "
-                "Microsoft Sentinel on it). Ingestion never waits for them: if content fails, redeploy "
-                "it alone with sentinel-content.json."
+                "description": "Deploy the NordPass analytic rules, workbook and data connector page into the "
+                "workspace (needs Microsoft Sentinel on it). Ingestion never waits for them: if content "
+                "fails, redeploy it alone with sentinel-content.json."
             },
         }
     return params
@@ -1190,7 +1224,8 @@ def build_content_template(content: SentinelContent | None = None) -> Json:
         "$schema": TEMPLATE_SCHEMA,
         "contentVersion": "1.0.0.0",
         "metadata": {
-            "description": "NordPass Sentinel content only: the custom tables, analytic rules and workbook. "
+            "description": "NordPass Sentinel content only: the custom tables, analytic rules, workbook and "
+            "data connector page. "
             "Deploy it into the resource group of the workspace, for example after the content part of "
             "azuredeploy.json failed. It creates no connector resource and needs no token.",
             "generator": "deploy/build_template.py (do not edit the generated files by hand)",

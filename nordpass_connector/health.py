@@ -268,7 +268,7 @@ def health_row(
     r = report or RunReport(run_id="", started_at="")
     crashed = report is None
     after = r.checkpoint_after or {}
-    gap = r.skipped_gap or [None, None]
+    skipped_from, skipped_to = r.skipped_gap if r.skipped_gap else (None, None)
     outcome = CRASHED if crashed else r.outcome
     error_class = crash_class if crashed else r.error_class
     error = CRASH_MESSAGE if crashed else _error_text(r.error)
@@ -300,8 +300,8 @@ def health_row(
         "CaughtUp": outcome == OK and r.caught_up,
         "ConsecutiveFailures": record.consecutive_failures if record else (0 if outcome == OK else None),
         "LastSuccessTime": record.last_success_at if record else (iso(now) if outcome == OK else None),
-        "SkippedFrom": gap[0],
-        "SkippedTo": gap[1],
+        "SkippedFrom": skipped_from,
+        "SkippedTo": skipped_to,
     }
 
 

@@ -27,9 +27,8 @@ import pytest
 
 from content import kql, localrun
 from nordpass_connector import health
-from nordpass_connector.errors import SourceAuthError
-from nordpass_connector.report import RunReport
 from sandbox import datagen
+from tests.health_rows import AUTH_ERROR, RunLog
 
 RULES: dict[str, dict[str, Any]] = {
     p.stem.removeprefix("NordPass-"): kql.load_rule(p) for p in kql.rule_paths()
@@ -49,11 +48,11 @@ class Lab:
     now: datetime = field(default_factory=localrun.utcnow)
     org: datagen.Org = field(default_factory=lambda: datagen.make_org(7, members=20, admins=3))
     loaded: list[localrun.LoadedRow] = field(default_factory=list)
-    health: list[dict[str, Any]] = field(default_factory=list)  # NordPassConnectorHealth_CL rows
-    records: dict[str, health.HealthRecord] = field(default_factory=dict)  # per instance
+    runs: RunLog = field(init=False)  # the connector's health rows (NordPassConnectorHealth_CL)
 
     def __post_init__(self) -> None:
         self.f = datagen.EventFactory(self.org, seed=7)
+        self.runs = RunLog(self.now)
 
     def at(self, ago: timedelta) -> int:
         return localrun.to_epoch(self.now - ago)
@@ -81,7 +80,7 @@ class Lab:
         self.add(self.f.background(self.at(start), self.at(end), per_minute=per_minute))
 
     def run(self, rule: str) -> list[dict[str, Any]]:
-        return localrun.run(str(RULES[rule]["query"]), self.loaded, self.health)
+        return localrun.run(str(RULES[rule]["query"]), self.loaded, self.runs.rows)
 
     @property
     def member(self) -> datagen.Person:
@@ -533,49 +532,11 @@ def test_export_after_new_ip_seen_in_backfill_history_is_silent(lab: Lab) -> Non
 
 
 # -- connector health ------------------------------------------------------------------------------
-# Health rows are the connector's own (`health.health_row` over a report merged into the health
-# record, as composition does after every run), one per simulated run.
-
-FAILING = {
-    "error_class": "SourceAuthError",
-    "error": SourceAuthError("the NordPass API answered 401").describe(),
-}
-
-
-def _health_run(lab: Lab, ago: timedelta, outcome: str, *, instance: str = "default", sent: int = 0) -> None:
-    """One run of `instance` that ended `ago` ago, with `outcome` (ok, failed, crashed, busy, ...)."""
-    ended = lab.now - ago
-    now = localrun.to_epoch(ended)
-    previous = lab.records.get(instance)
-    if outcome == "crashed":
-        record = health.merge_crash(previous, run_id=None, error_class="KeyError", now=now)
-        row = health.health_row(
-            now=now, instance=instance, version="9.9.9", report=None, record=record, crash_class="KeyError"
-        )
-    else:
-        report = RunReport(run_id=f"r{len(lab.health)}", started_at=iso(ended - 20 * timedelta(seconds=1)))
-        report.outcome, report.sent, report.fetched = outcome, sent, sent
-        if outcome != "ok":
-            report.error_class = FAILING["error_class"] if outcome == "failed" else "CheckpointConflict"
-            report.error = (
-                FAILING["error"] if outcome == "failed" else "CheckpointConflict: held by r0 -> wait"
-            )
-        record = health.merge_report(previous, report, now=now)
-        row = health.health_row(now=now, instance=instance, version="9.9.9", report=report, record=record)
-    lab.records[instance] = record
-    lab.health.append(row)
-
-
-def _runs(lab: Lab, start: timedelta, end: timedelta, outcome: str = "ok", **kw: Any) -> None:
-    """One run a minute from `start` ago to `end` ago."""
-    ago = start
-    while ago >= end:
-        _health_run(lab, ago, outcome, **kw)
-        ago -= M
+# Health rows are the connector's own (see tests/health_rows.py), one per simulated run.
 
 
 def test_connector_not_running_fires_when_runs_stop(lab: Lab) -> None:
-    _runs(lab, 6 * H, 2 * H, sent=3)
+    lab.runs.every_minute(6 * H, 2 * H, sent=3)
     lab.background(6 * H, 2 * H, per_minute=0.5)
     [alert] = lab.run("ConnectorNotRunning")
     assert (alert["CloudApplicationName"], alert["Instance"], alert["LastOutcome"]) == (
@@ -597,7 +558,7 @@ def test_connector_not_running_fires_without_any_health_row(lab: Lab) -> None:
 def test_a_quiet_organisation_is_not_a_broken_connector(lab: Lab) -> None:
     """Hours without a single NordPass event, but every run reported: nothing fires. (The old
     events-only rule alerted here after 30 minutes.)"""
-    _runs(lab, 6 * H, 1 * M)
+    lab.runs.every_minute(6 * H, 1 * M)
     assert lab.loaded == []
     assert lab.run("ConnectorNotRunning") == []
     assert lab.run("ConnectorRunsFailing") == []
@@ -607,21 +568,21 @@ def test_connector_not_running_boundary_and_per_instance(lab: Lab) -> None:
     match = re.search(r"let max_silence = (\d+[mhd]);", str(RULES["ConnectorNotRunning"]["query"]))
     assert match
     silence = _short(match.group(1))
-    _runs(lab, 2 * H, silence - M, instance="eu")
+    lab.runs.every_minute(2 * H, silence - M, instance="eu")
     assert lab.run("ConnectorNotRunning") == []
     late = Lab(now=lab.now)
-    _runs(late, 2 * H, silence + M, instance="eu")
+    late.runs.every_minute(2 * H, silence + M, instance="eu")
     assert [a["Instance"] for a in late.run("ConnectorNotRunning")] == ["eu"]
     # Two connectors in one workspace: only the silent one is named.
-    _runs(late, 2 * H, M, instance="us")
+    late.runs.every_minute(2 * H, M, instance="us")
     assert [a["Instance"] for a in late.run("ConnectorNotRunning")] == ["eu"]
 
 
 def test_runs_failing_fires_with_the_error_class_and_message(lab: Lab) -> None:
-    _runs(lab, 20 * M, 6 * M, sent=5)
-    _runs(lab, 5 * M, 3 * M, "failed")
+    lab.runs.every_minute(20 * M, 6 * M, sent=5)
+    lab.runs.every_minute(5 * M, 3 * M, "failed")
     [alert] = lab.run("ConnectorRunsFailing")
-    assert (alert["ErrorClass"], alert["ErrorMessage"]) == ("SourceAuthError", FAILING["error"])
+    assert (alert["ErrorClass"], alert["ErrorMessage"]) == ("SourceAuthError", AUTH_ERROR)
     assert "create a new one in the Admin Panel" in alert["ErrorMessage"]
     assert (alert["FailedInARow"], alert["Failed"], alert["Runs"]) == (3, 3, 18)
     assert alert["ConsecutiveFailures"] == 3
@@ -630,26 +591,26 @@ def test_runs_failing_fires_with_the_error_class_and_message(lab: Lab) -> None:
 
 
 def test_runs_failing_silent_below_the_streak_and_after_recovery(lab: Lab) -> None:
-    _runs(lab, 20 * M, 6 * M)
-    _runs(lab, 5 * M, 4 * M, "failed")  # two in a row: one below
+    lab.runs.every_minute(20 * M, 6 * M)
+    lab.runs.every_minute(5 * M, 4 * M, "failed")  # two in a row: one below
     assert lab.run("ConnectorRunsFailing") == []
-    _health_run(lab, 3 * M, "failed")
+    lab.runs.run(3 * M, "failed")
     assert len(lab.run("ConnectorRunsFailing")) == 1
     recovered = Lab(now=lab.now)
-    _runs(recovered, 20 * M, 6 * M)
-    _runs(recovered, 5 * M, 3 * M, "failed")
-    _health_run(recovered, 2 * M, "ok")  # the streak ended with a success: silent
+    recovered.runs.every_minute(20 * M, 6 * M)
+    recovered.runs.every_minute(5 * M, 3 * M, "failed")
+    recovered.runs.run(2 * M, "ok")  # the streak ended with a success: silent
     assert recovered.run("ConnectorRunsFailing") == []
 
 
 def test_runs_that_stood_aside_are_neither_failures_nor_successes(lab: Lab) -> None:
     """A run that found another one holding the checkpoint (busy, conflict) says nothing about the
     connector: it neither counts as a failure nor ends a failure streak."""
-    _runs(lab, 20 * M, 8 * M)
+    lab.runs.every_minute(20 * M, 8 * M)
     for ago, outcome in ((7, "failed"), (6, "conflict"), (5, "busy"), (4, "failed"), (3, "busy")):
-        _health_run(lab, ago * M, outcome)
+        lab.runs.run(ago * M, outcome)
     assert lab.run("ConnectorRunsFailing") == []  # only two failures in a row
-    _health_run(lab, 2 * M, "crashed")  # a crash is a failure
+    lab.runs.run(2 * M, "crashed")  # a crash is a failure
     [alert] = lab.run("ConnectorRunsFailing")
     assert (alert["FailedInARow"], alert["ErrorClass"]) == (3, "KeyError")
     assert alert["ErrorMessage"] == health.CRASH_MESSAGE
@@ -658,15 +619,15 @@ def test_runs_that_stood_aside_are_neither_failures_nor_successes(lab: Lab) -> N
 
 def test_runs_failing_catches_a_flapping_connector(lab: Lab) -> None:
     for i in range(12):
-        _health_run(lab, (24 - 2 * i) * M, "failed")
-        _health_run(lab, (23 - 2 * i) * M, "ok")
+        lab.runs.run((24 - 2 * i) * M, "failed")
+        lab.runs.run((23 - 2 * i) * M, "ok")
     [alert] = lab.run("ConnectorRunsFailing")
     assert (alert["FailedInARow"], alert["Failed"], alert["Runs"]) == (0, 12, 24)
     # The same failures among many more successes: silent.
     mostly_ok = Lab(now=lab.now)
-    _runs(mostly_ok, 29 * M, M)
+    mostly_ok.runs.every_minute(29 * M, M)
     for ago in range(2, 28, 4):
-        _health_run(mostly_ok, ago * M + 30 * timedelta(seconds=1), "failed")
+        mostly_ok.runs.run(ago * M + 30 * timedelta(seconds=1), "failed")
     assert mostly_ok.run("ConnectorRunsFailing") == []
 
 
@@ -695,9 +656,9 @@ def test_backfill_of_week_old_attacks_does_not_alert_but_fresh_attack_does(lab: 
     events.append(fresh)
     rows = lab.add(events, ingested=M)  # one batch, all received a minute ago
     assert sum(1 for r in lab.loaded if r.row["TimeGenerated"] == lab.now - M) > 100  # rewritten rows
-    _runs(lab, 3 * M, M, sent=len(rows))  # the connector's runs, reporting as it works
+    lab.runs.every_minute(3 * M, M, sent=len(rows))  # the connector's runs, reporting as it works
 
-    con = localrun.connect(lab.loaded, lab.health)  # one load, every rule
+    con = localrun.connect(lab.loaded, lab.runs.rows)  # one load, every rule
     fired = {rule: localrun.execute(str(RULES[rule]["query"]), con) for rule in RULES}
     fired = {rule: alerts for rule, alerts in fired.items() if alerts}
     assert set(fired) == {"VaultExport"}, {k: len(v) for k, v in fired.items()}

@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 
 from content import kql, localrun
-from nordpass_connector import health
-from nordpass_connector.errors import SourceAuthError
-from nordpass_connector.report import RunReport
 from sandbox import datagen
+from tests.health_rows import RunLog
 
 NEEDS_PREV = {"workbook/group-health/health-gaps"}
 
@@ -36,28 +34,13 @@ def day() -> tuple[list[localrun.LoadedRow], datagen.Org]:
 
 
 def health_day(now: datetime) -> list[dict[str, Any]]:
-    """The connector's health rows for the same day: a run a minute, a token outage of 15 runs in the
-    middle (SourceAuthError), built by the connector's own health_row() from merged records."""
-    rows: list[dict[str, Any]] = []
-    record: health.HealthRecord | None = None
-    newest = localrun.to_epoch(now - timedelta(hours=20))
-    for minute in range(20 * 60, 0, -1):
-        ended = localrun.to_epoch(now - timedelta(minutes=minute))
-        report = RunReport(run_id=f"run{minute}", started_at=health.iso(ended - 3))
-        report.duration_seconds = 2.5
-        if 600 <= minute < 615:
-            report.outcome, report.error_class = "failed", "SourceAuthError"
-            report.error = SourceAuthError("the NordPass API answered 401").describe()
-        else:
-            newest = ended - 60
-            report.outcome, report.fetched, report.sent, report.caught_up = "ok", 20, 18, True
-            report.deduplicated, report.newest_event = 2, health.iso(newest)
-            report.lag_seconds = 60.0
-        record = health.merge_report(record, report, now=ended)
-        rows.append(
-            health.health_row(now=ended, instance="default", version="1.0.0", report=report, record=record)
-        )
-    return rows
+    """The connector's health rows for the same day: a run a minute, with a token outage of 15 runs
+    in the middle (SourceAuthError)."""
+    runs = RunLog(now)
+    runs.every_minute(timedelta(hours=20), timedelta(minutes=615), sent=18, fetched=20)
+    runs.every_minute(timedelta(minutes=614), timedelta(minutes=600), "failed")
+    runs.every_minute(timedelta(minutes=599), timedelta(minutes=1), sent=18, fetched=20)
+    return runs.rows
 
 
 def _queries() -> list[tuple[str, str]]:
@@ -120,3 +103,4 @@ def test_health_tiles_show_the_outage_and_the_last_run(day: tuple[list[localrun.
     assert sum(r["Runs"] for r in outcomes if r["Outcome"] == "failed") == 15
     assert sum(r["Runs"] for r in outcomes) == 1200
     assert sum(r["Sent"] for r in tile("health-runs-events")) == 18 * 1185
+    assert sum(r["Deduplicated"] for r in tile("health-runs-events")) == 0

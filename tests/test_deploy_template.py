@@ -450,6 +450,11 @@ def test_no_moving_urls_and_package_pinned_to_version(variant: Json) -> None:
     for url in set(re.findall(r"https?://[^\s\"'\\]+", text)):
         if url in SCHEMA_IDENTIFIER_URLS:
             continue
+        if "/<owner>/<repo>/" in url:
+            # Guidance text on the connector page (how to reach a release), never fetched by ARM:
+            # a placeholder cannot be deployed from, so it moves nothing.
+            assert url.startswith("https://github.com/<owner>/<repo>/releases/"), url
+            continue
         assert "raw.githubusercontent.com" not in url, url
         assert not re.search(r"/(blob|tree|refs/heads|archive)/", url), url
         assert not re.search(r"/(main|master|develop|latest)(/|$)", url), url
@@ -530,6 +535,13 @@ def test_api_versions_are_the_pinned_ones(any_template: Json) -> None:
         assert resource["apiVersion"] == bt.API_VERSIONS[resource["type"]], resource["type"]
 
 
+# Sentinel types have no resourceDefinitions: their {kind, properties} has a definition of its own.
+SENTINEL_DEFINITIONS = {
+    "Microsoft.SecurityInsights/alertRules": "ScheduledAlertRule",
+    "Microsoft.SecurityInsights/dataConnectorDefinitions": "CustomizableConnectorDefinition",
+}
+
+
 def _schema_file(resource_type: str, version: str) -> tuple[Path, str]:
     namespace, *segments = resource_type.split("/", 1)[0], *resource_type.split("/")[1:]
     file_name = namespace
@@ -543,9 +555,9 @@ def test_api_versions_have_a_vendored_schema(template: Json) -> None:
         rtype, version = resource["type"], resource["apiVersion"]
         if rtype in bt.NO_SCHEMA_TYPES:
             continue
-        if rtype == "Microsoft.SecurityInsights/alertRules":
+        if rtype in SENTINEL_DEFINITIONS:
             data = load_schema(SCHEMAS / version / "Microsoft.SecurityInsights.json")
-            assert "ScheduledAlertRule" in data["definitions"]
+            assert SENTINEL_DEFINITIONS[rtype] in data["definitions"]
             continue
         path, definition = _schema_file(rtype, version)
         assert path.is_file(), f"{rtype}@{version}: no vendored schema {path}"
@@ -727,6 +739,8 @@ def test_content_files_are_all_embedded(path: Path) -> None:
     assert len(rules) == len(files)
     workbooks = [r for r in inner if r["type"] == "Microsoft.Insights/workbooks"]
     assert len(workbooks) == (1 if bt.WORKBOOK_PATH.is_file() else 0)
+    connectors = [r for r in inner if r["type"] == "Microsoft.SecurityInsights/dataConnectorDefinitions"]
+    assert len(connectors) == (1 if bt.CONNECTOR_PATH.is_file() else 0)
     for rule in rules:
         assert rule["kind"] == "Scheduled"
         assert re.fullmatch(r"[0-9a-f-]{36}", rule["name"])
@@ -791,9 +805,10 @@ def schema_errors(resource: Json, schema_registry: Any) -> list[str]:
     rtype, version = resource["type"], resource["apiVersion"]
     if rtype in bt.NO_SCHEMA_TYPES:
         return []
-    if rtype == "Microsoft.SecurityInsights/alertRules":
+    if rtype in SENTINEL_DEFINITIONS:
         # No resourceDefinitions for Sentinel; validate {kind, properties} against the definition.
-        ref = f"{SCHEMA_PREFIX}{version}/Microsoft.SecurityInsights.json#/definitions/ScheduledAlertRule"
+        definition = SENTINEL_DEFINITIONS[rtype]
+        ref = f"{SCHEMA_PREFIX}{version}/Microsoft.SecurityInsights.json#/definitions/{definition}"
         instance = {"kind": resource["kind"], "properties": resource["properties"]}
     else:
         path, definition = _schema_file(rtype, version)
@@ -990,6 +1005,8 @@ def test_content_only_template_deploys_tables_and_content_and_asks_for_nothing_e
         TABLE_TYPE,
         "Microsoft.SecurityInsights/alertRules",
         "Microsoft.Insights/workbooks",
+        "Microsoft.SecurityInsights/dataConnectorDefinitions",
+        "Microsoft.OperationalInsights/workspaces/savedSearches",
     }
     assert TABLE_TYPE in types_
     main = json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8"))
