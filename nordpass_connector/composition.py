@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -18,20 +19,27 @@ import orjson
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from . import __version__
 from .checkpoint import TableCheckpointStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
-from .health import HealthRecord, merge_crash, merge_report, run_summary
+from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
 from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
+from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .retry import Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
-from .sink import IngestionSink, build_logs_client
+from .sink import IngestionHealthReporter, IngestionSink, build_logs_client
 
 log = logging.getLogger("nordpass_connector")
+
+# The most a run waits for its health row after its outcome is final: the reporter's own bound
+# (HEALTH_ROW_TIMEOUT, one retry inside it) plus a margin for a token fetch that outlasts it.
+HEALTH_ROW_TIMEOUT = 10.0
+HEALTH_ROW_WAIT = 15.0
 
 # Loggers that are chatty at INFO or, at DEBUG, able to print request details. Our own logs never
 # carry secrets; these are held at WARNING so that a verbose host setting cannot make them.
@@ -178,6 +186,15 @@ def build_connector(
             stream_name=settings.dcr_stream_name,
             retrier=retrier,
         )
+        health = None
+        if settings.dcr_health_stream_name is not None:
+            health = IngestionHealthReporter(
+                logs_client,
+                rule_id=settings.dcr_immutable_id,
+                stream_name=settings.dcr_health_stream_name,
+                clock=clock,
+                timeout=HEALTH_ROW_TIMEOUT,
+            )
         store = build_store(settings, environ)
         pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
         # One more reader than windows ahead: a narrowed window's remainder is read at once.
@@ -202,6 +219,7 @@ def build_connector(
             options=options_from(settings),
             prefetcher=prefetcher,
             uploader=uploader,
+            health=health,
         )
 
 
@@ -235,33 +253,61 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
             report = run_once(connector)
         except RunFailed as failure:
             if isinstance(failure.cause, CheckpointBusy):
-                _record_health(connector, failure.report, None)
+                _record_health(connector, settings, failure.report, None)
                 log.info(
                     "nordpass run busy (not a failure): %s; this run did nothing | %s",
                     failure.cause.message,
                     orjson.dumps(run_summary(failure.report)).decode(),
                 )
                 return failure.report
-            if not isinstance(failure.cause, CheckpointUnavailable):
-                # (With the table unavailable the write would only fail too, after its timeouts.)
-                _record_health(connector, failure.report, None)
+            # (With the table unavailable the record write would only fail too, after its
+            # timeouts; the health row still goes to Sentinel.)
+            keep_record = not isinstance(failure.cause, CheckpointUnavailable)
+            _record_health(connector, settings, failure.report, None, write_record=keep_record)
             raise
         except Exception as crash:
-            _record_health(connector, None, crash)
+            _record_health(connector, settings, None, crash)
             raise
-        _record_health(connector, report, None)
+        _record_health(connector, settings, report, None)
         return report
 
 
-def _record_health(connector: Connector, report: RunReport | None, crash: Exception | None) -> None:
-    """Merge this run into the health record beside the checkpoint.
+def _record_health(
+    connector: Connector,
+    settings: Settings,
+    report: RunReport | None,
+    crash: Exception | None,
+    *,
+    write_record: bool = True,
+) -> None:
+    """The run is over and its outcome final (checkpoint committed, lease released): merge it into
+    the health record beside the checkpoint, then send its health row to Sentinel.
 
-    Best effort by design: the record is advisory, and a failure to write it must neither fail a
-    run that delivered nor replace a failed run's own error (the caller re-raises that one).
+    Best effort by design: both are advisory, and a failure of either must neither fail a run that
+    delivered nor replace a failed run's own error (the caller re-raises that one).
     """
+    now = connector.clock.now()
+    record = _write_health_record(connector, report, crash, now=now) if write_record else None
+    if connector.health is None:
+        return
+    row = health_row(
+        now=now,
+        instance=settings.instance,
+        version=__version__,
+        report=report,
+        record=record,
+        crash_class=type(crash).__name__ if crash is not None else None,
+    )
+    _send_health_row(connector.health, row)
+
+
+def _write_health_record(
+    connector: Connector, report: RunReport | None, crash: Exception | None, *, now: float
+) -> HealthRecord | None:
+    """The record after this run, as written; None when it could not be read or written."""
     store = connector.store
     if not isinstance(store, TableCheckpointStore):
-        return  # a test double without a health row
+        return None  # a test double without a health row
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.
@@ -269,16 +315,44 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
             previous = HealthRecord.decode(store.read_health())
         except CheckpointDamaged as damage:
             raise damage.in_row(store.health_row_name) from None
-        now = connector.clock.now()
         if report is not None:
             record = merge_report(previous, report, now=now)
         else:
             record = merge_crash(previous, run_id=None, error_class=type(crash).__name__, now=now)
         store.write_health(record.to_fields())
+        return record
     except ConnectorError as error:
         log.warning("could not write the health record: %s", error.describe())
     except Exception as error:  # noqa: BLE001 - see the docstring: never mask the run's outcome
         log.warning("could not write the health record: %s", type(error).__name__)
+    return None
+
+
+def _send_health_row(reporter: HealthReporter, row: dict[str, Any]) -> None:
+    """Send the run's health row, waiting at most HEALTH_ROW_WAIT seconds; any failure is one
+    WARNING line and nothing else. Events are already delivered and committed: a row that is lost
+    loses no event, and one that is sent twice repeats no event."""
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            reporter.report(row)
+        except BaseException as error:  # noqa: BLE001 - reported below, on the run's thread
+            failure.append(error)
+
+    # A thread of its own, so that nothing (not even a stalled token request) can hold the run
+    # past the wait; a send still going then ends on its own request timeouts.
+    worker = threading.Thread(target=send, name="nordpass-health-row", daemon=True)
+    worker.start()
+    worker.join(HEALTH_ROW_WAIT)
+    if worker.is_alive():
+        log.warning(
+            "health row not sent: no answer within %g s (ignored; events are unaffected)", HEALTH_ROW_WAIT
+        )
+    elif failure:
+        error = failure[0]
+        reason = error.describe() if isinstance(error, ConnectorError) else type(error).__name__
+        log.warning("health row not sent (ignored; events are unaffected): %s", reason)
 
 
 def run_timer_tick(

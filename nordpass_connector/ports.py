@@ -138,3 +138,10 @@ class CheckpointStore(Protocol):
     def set_aside(self, records: list[SetAsideRecord]) -> None:
         """Keep undeliverable events for inspection (idempotent by event id)."""
         ...
+
+
+class HealthReporter(Protocol):
+    def report(self, row: dict[str, Any]) -> None:
+        """Deliver one health row within the reporter's own short time bound, with at most one
+        retry; raises SinkError (never anything else) when it could not."""
+        ...

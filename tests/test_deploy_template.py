@@ -634,6 +634,31 @@ def test_stream_table_schema_and_row_model_are_one_contract(template: Json) -> N
     assert {c["name"]: c["type"] for c in stream}["TimeGenerated"] == "datetime"
 
 
+def test_health_stream_table_schema_and_row_are_one_contract(template: Json) -> None:
+    """The same for the health table: DCR stream = table = schema.HEALTH = the row the connector sends."""
+    from nordpass_connector.health import health_row
+
+    tables = next(r for r in template["resources"] if r["name"] == "[variables('tablesDeploymentName')]")
+    (table,) = [
+        r
+        for r in tables["properties"]["template"]["resources"]
+        if r["type"] == "Microsoft.OperationalInsights/workspaces/tables"
+        and r["properties"]["schema"]["name"] == schema.HEALTH_TABLE_NAME
+    ]
+    dcr_deployment = next(r for r in template["resources"] if r["name"] == "[variables('dcrDeploymentName')]")
+    dcr = next(
+        r
+        for r in dcr_deployment["properties"]["template"]["resources"]
+        if r["type"] == "Microsoft.Insights/dataCollectionRules"
+    )
+    stream = dcr["properties"]["streamDeclarations"][schema.DEFAULT_HEALTH_STREAM_NAME]["columns"]
+    columns = [(c.name, str(c.type)) for c in schema.HEALTH_COLUMNS]
+    row = health_row(now=0, instance="i", version="v", report=None, record=None, crash_class="E")
+    row_view = [(name, dict(columns).get(name, "?")) for name in row]  # types: test_health_in_sentinel.py
+    assert contract_problems(stream, table["properties"]["schema"]["columns"], columns, row_view) == []
+    assert table["properties"]["plan"] == "Analytics", "scheduled rules cannot read Basic tables"
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
