@@ -13,8 +13,10 @@ what is left. Time is real; only the safety delay is shortened so a live tick se
 old instead of a minute old.
 
 At the end it checks delivery against the simulator's ground truth (every generated EventId exactly
-once), runs each analytic rule's KQL over the landed rows with duckdb-kql, prints a short summary and
-writes `report.html` (inline SVG, no scripts) plus `summary.json` into the state folder.
+once), runs each analytic rule's KQL over the landed rows with duckdb-kql, reads the connector's
+health rows (one per tick, in `NordPassConnectorHealth_CL`) and the status its Sentinel connector
+page would show, prints a short summary and writes `report.html` (inline SVG, no scripts) plus
+`summary.json` into the state folder.
 
 State lives in one folder: a second run reuses it (the checkpoint in Azurite, the landed rows, the
 events the simulator served, so the ground truth still covers every run); `--fresh` clears it.
@@ -425,6 +427,8 @@ class DemoResult:
     incidents: list[ScriptedIncident]
     rules: list[dict[str, Any]]
     run_reports: list[dict[str, Any]]  # the timer's own JSON run reports, one per tick
+    health: list[dict[str, Any]]  # this run's rows of NordPassConnectorHealth_CL, one per tick
+    connector_page: dict[str, Any]  # what the connector page's connectivity query says
     report_path: str
     seconds: float
     started_at: str
@@ -562,6 +566,7 @@ class StandIns:
             "DATA_COLLECTION_ENDPOINT": self.ingestion.endpoint,
             "DCR_IMMUTABLE_ID": self.ingestion.dcr_immutable_id,
             "DCR_STREAM_NAME": self.ingestion.stream_name,
+            "DCR_HEALTH_STREAM_NAME": str(self.ingestion.health_stream_name),
             "AzureWebJobsStorage": self.azurite.connection_string,
             "CHECKPOINT_TABLE_NAME": CHECKPOINT_TABLE,
             "NORDPASS_SAFETY_DELAY_SECONDS": str(cfg.safety_delay),
@@ -603,7 +608,8 @@ def start_stand_ins(stack: ExitStack, cfg: DemoConfig) -> StandIns:
 
 def run_sandbox(cfg: DemoConfig) -> DemoResult:
     started = time.monotonic()
-    started_at = _utc(time.time())
+    started_wall = time.time()
+    started_at = _utc(started_wall)
     preflight()
     for offset, what in enumerate(("NordPass simulator", "Logs Ingestion stand-in", "token endpoint")):
         check_port_free(cfg.port_base + offset if cfg.port_base else 0, what)
@@ -756,6 +762,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         earlier = [ScriptedIncident(**i) for i in state.incidents if i.get("run") != run]
         rules = run_rules(con, [*records, *earlier], run=run)
         data = report_html.collect(con)
+        health = report_html.health_rows(con, since=int(started_wall))
+        page = connector_page_status(con)
     finally:
         con.close()
     report_path = cfg.state_dir / "report.html"
@@ -781,6 +789,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         incidents=records,
         rules=rules,
         run_reports=list(capture.reports),
+        health=health,
+        connector_page=page,
         report_path=str(report_path),
         seconds=0.0,
         started_at=started_at,
@@ -905,6 +915,26 @@ def run_rules(con: Any, incidents: Sequence[ScriptedIncident], *, run: int) -> l
     return results
 
 
+def connector_page_status(con: Any) -> dict[str, Any]:
+    """The connector page's own connectivity query (content/data-connectors), run on the landed
+    health rows: "Connected" means a successful run in its window."""
+    import duckdb_kql
+
+    from content import kql, localrun
+
+    (query,) = kql.load_connector()["connectivityCriteria"][0]["value"]
+    relation = duckdb_kql.query(con, localrun.executable_form(query))
+    names = [d[0] for d in relation.description]
+    rows = [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+    if not rows:
+        return {"connected": False, "last_successful_run": None}
+    last = rows[0]["LastSuccessfulRun"]
+    return {
+        "connected": bool(rows[0]["IsConnected"]),
+        "last_successful_run": last.replace(tzinfo=UTC).timestamp(),
+    }
+
+
 # -- output ----------------------------------------------------------------------------------------
 
 
@@ -946,8 +976,32 @@ def print_summary(result: DemoResult) -> None:
         )
     for r in skipped:
         _out(f"  {rule_names[r['rule']]}: {r['status']} ({r.get('reason', '')})")
+    print_health(result)
     _out(f"report     {shown(Path(result.report_path))}")
     _out(f"took       {result.seconds:.0f} s")
+
+
+def print_health(result: DemoResult) -> None:
+    """The health rows the runs sent to Sentinel, one line each, and the connector page's status."""
+    outcomes = Counter(h["Outcome"] for h in result.health)
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    _out(
+        f"health     {len(result.health)} rows in NordPassConnectorHealth_CL ({counts or 'none'}), one per tick"
+    )
+    for h in result.health:
+        lag = "-" if h["LagSeconds"] is None else f"{h['LagSeconds']:,.0f} s"
+        failures = "-" if h["ConsecutiveFailures"] is None else h["ConsecutiveFailures"]
+        line = (
+            f"  {datetime.fromtimestamp(h['TimeGenerated'], UTC):%H:%M:%S}  {h['Outcome']:<8} "
+            f"sent {_fmt(h['EventsSent']):>7}   lag {lag:>9}   failures in a row {failures}"
+        )
+        _out(line + (f"   {h['ErrorClass']}" if h["ErrorClass"] else ""))
+    page = result.connector_page
+    if page.get("connected"):
+        when = datetime.fromtimestamp(page["last_successful_run"], UTC).strftime("%H:%M:%S UTC")
+        _out(f"  connector page: Connected (a successful run at {when})")
+    else:
+        _out("  connector page: Disconnected (no successful run in the last 30 minutes)")
 
 
 def screenshot(html: Path, png: Path) -> None:
@@ -965,7 +1019,7 @@ def screenshot(html: Path, png: Path) -> None:
                 *CHROMIUM_HEADLESS_FLAGS,
                 f"--user-data-dir={profile}",
                 "--hide-scrollbars",
-                "--window-size=1280,2350",
+                "--window-size=1280,2700",
                 f"--screenshot={png}",
                 html.resolve().as_uri(),
             ],

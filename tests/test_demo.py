@@ -162,6 +162,47 @@ def test_scripted_incidents_are_detected_by_their_rules(demo_runs: tuple[DemoRun
         assert scripted >= sum(len(v) for v in demo.EXPECTED_RULES.values())
 
 
+def test_each_tick_sent_its_health_row_and_the_connector_page_says_connected(
+    demo_runs: tuple[DemoRun, DemoRun],
+) -> None:
+    """Checked against the stand-in's own health table, not the demo's arithmetic: one row per
+    tick of this run, in tick order, with the timer's run id and counts."""
+    for run in demo_runs:
+        s = run.summary
+        reports = s["run_reports"]
+        assert [h["RunId"] for h in s["health"]] == [r["run_id"] for r in reports]
+        assert [h["Outcome"] for h in s["health"]] == [r["outcome"] for r in reports] == ["ok"] * len(reports)
+        assert [h["EventsSent"] for h in s["health"]] == [r["sent"] for r in reports]
+        assert s["connector_page"]["connected"] is True
+        assert s["connector_page"]["last_successful_run"] == s["health"][-1]["TimeGenerated"]
+        # The stdout summary: one line per health row, then the page's status.
+        assert (
+            f"health     {len(reports)} rows in NordPassConnectorHealth_CL ({len(reports)} ok)" in run.stdout
+        )
+        assert len(re.findall(r"^  \d\d:\d\d:\d\d  ok +sent", run.stdout, re.MULTILINE)) == len(reports)
+        assert "connector page: Connected (a successful run at " in run.stdout
+        # The health rules ran on those rows and stayed quiet: the connector is running and healthy.
+        rules = {r["rule"]: r for r in s["rules"]}
+        for rule in ("ConnectorNotRunning", "ConnectorRunsFailing"):
+            assert (rules[rule]["status"], rules[rule]["hits"]) == ("ran", 0)
+    con = duckdb.connect(str(demo_runs[1].state / "ingestion.duckdb"), read_only=True)
+    try:
+        landed = con.execute('SELECT "RunId", "Outcome" FROM NordPassConnectorHealth_CL').fetchall()
+    finally:
+        con.close()
+    ticks = sum(len(run.summary["ticks"]) for run in demo_runs)
+    assert len(landed) == ticks, "every tick of both runs, no more"
+    assert {run_id for run_id, _ in landed} == {
+        h["RunId"] for run in demo_runs for h in run.summary["health"]
+    }
+
+    page = (demo_runs[1].state / "report.html").read_text(encoding="utf-8")
+    assert "Connector health in Sentinel" in page and "NordPassConnectorHealth_CL" in page
+    for h in demo_runs[1].summary["health"]:
+        assert f"<code>{h['RunId']}</code>" in page
+    assert "<b class='ok'>Connected</b>" in page
+
+
 def test_report_is_self_contained(demo_runs: tuple[DemoRun, DemoRun]) -> None:
     _, second = demo_runs
     page = (second.state / "report.html").read_text(encoding="utf-8")
