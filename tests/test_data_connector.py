@@ -252,3 +252,12 @@ def test_sample_and_graph_queries_return_rows_on_a_working_tenant() -> None:
         "SourceAuthError",
         9,
     )
+
+
+def test_the_readme_shows_the_connectivity_query_and_every_health_column() -> None:
+    readme = (bt.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## In Sentinel") : readme.index("<!-- /section:sentinel -->")]
+    (query,) = UI["connectivityCriteria"][0]["value"]
+    assert "\n".join("  " + line for line in query.split("\n")) in section
+    for column in HEALTH.columns:
+        assert f"| `{column.name}` | {column.description} |" in section
