@@ -30,16 +30,21 @@ from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
-from .retry import Retrier, RetryLog, RetryPolicy
+from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
 from .sink import IngestionHealthReporter, IngestionSink, build_logs_client
 
 log = logging.getLogger("nordpass_connector")
 
-# The most a run waits for its health row after its outcome is final: the reporter's own bound
-# (HEALTH_ROW_TIMEOUT, one retry inside it) plus a margin for a token fetch that outlasts it.
+# The health row is sent once the run's outcome is final, bounded three ways: the reporter's
+# requests (HEALTH_ROW_TIMEOUT, one retry inside it); the wait for it (HEALTH_ROW_WAIT, which also
+# covers a token request that outlasts those); and the run's own bound: nothing is sent past the
+# run's budget plus HEALTH_ROW_PAST_BUDGET seconds, so a run that spent its budget on a stalled
+# dependency is not held up again by its row.
 HEALTH_ROW_TIMEOUT = 10.0
 HEALTH_ROW_WAIT = 15.0
+HEALTH_ROW_PAST_BUDGET = 10.0
+HEALTH_ROW_MIN_SECONDS = 1.0
 
 # Loggers that are chatty at INFO or, at DEBUG, able to print request details. Our own logs never
 # carry secrets; these are held at WARNING so that a verbose host setting cannot make them.
@@ -193,7 +198,6 @@ def build_connector(
                 rule_id=settings.dcr_immutable_id,
                 stream_name=settings.dcr_health_stream_name,
                 clock=clock,
-                timeout=HEALTH_ROW_TIMEOUT,
             )
         store = build_store(settings, environ)
         pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
@@ -249,11 +253,13 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
     quiet_third_party_loggers()
     settings = load_settings(environ)
     with build_connector(settings, environ, **overrides) as connector:
+        # The run's time bound for what comes after it: the health record and row.
+        bound = Deadline.after(connector.clock, settings.run_budget_seconds + HEALTH_ROW_PAST_BUDGET)
         try:
             report = run_once(connector)
         except RunFailed as failure:
             if isinstance(failure.cause, CheckpointBusy):
-                _record_health(connector, settings, failure.report, None)
+                _record_health(connector, settings, failure.report, None, bound=bound)
                 log.info(
                     "nordpass run busy (not a failure): %s; this run did nothing | %s",
                     failure.cause.message,
@@ -263,12 +269,12 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
             # (With the table unavailable the record write would only fail too, after its
             # timeouts; the health row still goes to Sentinel.)
             keep_record = not isinstance(failure.cause, CheckpointUnavailable)
-            _record_health(connector, settings, failure.report, None, write_record=keep_record)
+            _record_health(connector, settings, failure.report, None, bound=bound, write_record=keep_record)
             raise
         except Exception as crash:
-            _record_health(connector, settings, None, crash)
+            _record_health(connector, settings, None, crash, bound=bound)
             raise
-        _record_health(connector, settings, report, None)
+        _record_health(connector, settings, report, None, bound=bound)
         return report
 
 
@@ -278,6 +284,7 @@ def _record_health(
     report: RunReport | None,
     crash: Exception | None,
     *,
+    bound: Deadline,
     write_record: bool = True,
 ) -> None:
     """The run is over and its outcome final (checkpoint committed, lease released): merge it into
@@ -298,7 +305,7 @@ def _record_health(
         record=record,
         crash_class=type(crash).__name__ if crash is not None else None,
     )
-    _send_health_row(connector.health, row)
+    _send_health_row(connector.health, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
 
 
 def _write_health_record(
@@ -328,15 +335,18 @@ def _write_health_record(
     return None
 
 
-def _send_health_row(reporter: HealthReporter, row: dict[str, Any]) -> None:
-    """Send the run's health row, waiting at most HEALTH_ROW_WAIT seconds; any failure is one
-    WARNING line and nothing else. Events are already delivered and committed: a row that is lost
-    loses no event, and one that is sent twice repeats no event."""
+def _send_health_row(reporter: HealthReporter, row: dict[str, Any], *, wait: float) -> None:
+    """Send the run's health row, waiting at most `wait` seconds; any failure is one WARNING line
+    and nothing else. Events are already delivered and committed: a row that is lost loses no
+    event, and one that is sent twice repeats no event."""
+    if wait < HEALTH_ROW_MIN_SECONDS:
+        log.warning("health row not sent: the run has used its time (ignored; events are unaffected)")
+        return
     failure: list[BaseException] = []
 
     def send() -> None:
         try:
-            reporter.report(row)
+            reporter.report(row, timeout=min(HEALTH_ROW_TIMEOUT, wait))
         except BaseException as error:  # noqa: BLE001 - reported below, on the run's thread
             failure.append(error)
 
@@ -344,11 +354,9 @@ def _send_health_row(reporter: HealthReporter, row: dict[str, Any]) -> None:
     # past the wait; a send still going then ends on its own request timeouts.
     worker = threading.Thread(target=send, name="nordpass-health-row", daemon=True)
     worker.start()
-    worker.join(HEALTH_ROW_WAIT)
+    worker.join(wait)
     if worker.is_alive():
-        log.warning(
-            "health row not sent: no answer within %g s (ignored; events are unaffected)", HEALTH_ROW_WAIT
-        )
+        log.warning("health row not sent: no answer within %.1f s (ignored; events are unaffected)", wait)
     elif failure:
         error = failure[0]
         reason = error.describe() if isinstance(error, ConnectorError) else type(error).__name__

@@ -269,6 +269,7 @@ def health_row(
     crashed = report is None
     after = r.checkpoint_after or {}
     skipped_from, skipped_to = r.skipped_gap if r.skipped_gap else (None, None)
+    held = _held_now(r, record, crashed=crashed)
     outcome = CRASHED if crashed else r.outcome
     error_class = crash_class if crashed else r.error_class
     error = CRASH_MESSAGE if crashed else _error_text(r.error)
@@ -302,7 +303,52 @@ def health_row(
         "LastSuccessTime": record.last_success_at if record else (iso(now) if outcome == OK else None),
         "SkippedFrom": skipped_from,
         "SkippedTo": skipped_to,
+        "RepairedEvents": r.repaired_events,
+        "HeldWindows": held.count,
+        "OldestHeldFrom": held.start,
+        "OldestHeldTo": held.end,
+        "OldestHeldSince": held.since,
+        "HeldStuck": held.stuck,
+        "HeldReason": held.reason,
     }
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The held-back windows as one row reports them: how many, and the oldest one."""
+
+    count: int | None = 0
+    start: str | None = None
+    end: str | None = None
+    since: str | None = None
+    stuck: bool | None = False
+    reason: str | None = None
+
+
+def _held_now(report: RunReport, record: HealthRecord | None, *, crashed: bool) -> _Held:
+    if crashed:  # no report: what the record last knew, or unknown
+        if record is None:
+            return _Held(count=None, stuck=None)
+        start, _, end = (record.held_window or "").partition("/")
+        return _Held(
+            record.held_windows,
+            start or None,
+            end or None,
+            record.oldest_held_since,
+            None,
+            record.held_reason,
+        )
+    if not report.held_windows:
+        return _Held()
+    oldest = min(report.held_windows, key=lambda h: str(h.get("since")))
+    return _Held(
+        count=len(report.held_windows),
+        start=oldest.get("from"),
+        end=oldest.get("to"),
+        since=oldest.get("since"),
+        stuck=any(bool(h.get("stuck")) for h in report.held_windows),
+        reason=_error_text(str(oldest.get("reason") or "")) or None,
+    )
 
 
 def run_summary(report: RunReport) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class CheckpointStore(Protocol):
 
 
 class HealthReporter(Protocol):
-    def report(self, row: dict[str, Any]) -> None:
-        """Deliver one health row within the reporter's own short time bound, with at most one
-        retry; raises SinkError (never anything else) when it could not."""
+    def report(self, row: dict[str, Any], *, timeout: float) -> None:
+        """Deliver one health row within `timeout` seconds, with at most one retry; raises
+        SinkError (never anything else) when it could not."""
         ...

@@ -121,7 +121,8 @@ HEALTH_COLUMNS: tuple[Column, ...] = (
     Column(
         "Outcome",
         "string",
-        "ok | failed | conflict (another run moved the checkpoint) | crashed (unexpected error)",
+        "ok | failed | crashed (unexpected error) | busy (another run held the checkpoint: did "
+        "nothing, not a failure) | conflict (another run moved the checkpoint)",
     ),
     Column("ErrorClass", "string", "The connector's error class when the run did not succeed"),
     Column("ErrorMessage", "string", "What went wrong and what to do, one line (no secrets, no event data)"),
@@ -144,6 +145,13 @@ HEALTH_COLUMNS: tuple[Column, ...] = (
     Column("LastSuccessTime", "datetime", "When the last successful run ended"),
     Column("SkippedFrom", "datetime", "Start of events skipped because they are older than 90 days"),
     Column("SkippedTo", "datetime", "End of events skipped because they are older than 90 days"),
+    Column("RepairedEvents", "long", "Events sent with broken characters replaced (U+FFFD)"),
+    Column("HeldWindows", "long", "Time windows NordPass did not serve consistently, held back and re-read"),
+    Column("OldestHeldFrom", "datetime", "Start of the oldest held window"),
+    Column("OldestHeldTo", "datetime", "End of the oldest held window"),
+    Column("OldestHeldSince", "datetime", "Since when the oldest window is held"),
+    Column("HeldStuck", "boolean", "True when a window has been held for over an hour"),
+    Column("HeldReason", "string", "Why the oldest window is held (the connector's own words)"),
 )
 
 HEALTH = Table(

@@ -528,8 +528,8 @@ class IngestionHealthReporter:
     DCR, through the same client as the events.
 
     Deliberately small: the row is advisory and must never hold up or repeat event delivery, so it
-    gets a short time bound of its own, one retry for a transient failure (5xx, 429, timeout, lost
-    connection) and none for an auth or configuration answer.
+    gets the short time bound its caller gives, one retry for a transient failure (5xx, 429,
+    timeout, lost connection) and none for an auth or configuration answer.
     """
 
     def __init__(
@@ -539,29 +539,27 @@ class IngestionHealthReporter:
         rule_id: str,
         stream_name: str,
         clock: Clock,
-        timeout: float = 10.0,
         retry_delay: float = 1.0,
     ) -> None:
         self._client = client
         self._rule_id = rule_id
         self._stream = stream_name
         self._clock = clock
-        self.timeout = timeout
         # Its own retry log: the run's report is final by now and must not change.
         self._retrier = Retrier(
             RetryPolicy(base_delay=retry_delay, max_delay=retry_delay, max_attempts=2), clock, RetryLog()
         )
 
-    def report(self, row: dict[str, Any]) -> None:
+    def report(self, row: dict[str, Any], *, timeout: float) -> None:
         body = orjson.dumps([row])
-        deadline = Deadline.after(self._clock, self.timeout)
+        deadline = Deadline.after(self._clock, timeout)
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise SinkUnavailable(
-                    f"no time left for the health row ({self.timeout:g} s)", action=HEALTH_RETRY_ACTION
+                    f"no time left for the health row ({timeout:g} s)", action=HEALTH_RETRY_ACTION
                 )
             try:
                 _upload_once(

@@ -95,6 +95,7 @@ def test_health_tiles_show_the_outage_and_the_last_run(day: tuple[list[localrun.
     [status] = tile("health-runs-status")
     assert (status["Instance"], status["LastOutcome"], status["ConsecutiveFailures"]) == ("default", "ok", 0)
     assert (status["Runs"], status["FailedRuns"], status["CaughtUp"]) == (1200, 15, True)
+    assert (status["HeldWindows"], status["HeldStuck"]) == (0, False)
     assert status["MinutesSinceLastRun"] < 5
     [errors] = tile("health-runs-errors")
     assert (errors["ErrorClass"], errors["Outcome"], errors["Runs"]) == ("SourceAuthError", "failed", 15)

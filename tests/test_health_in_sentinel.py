@@ -112,6 +112,50 @@ def test_the_row_has_exactly_the_health_columns_with_their_types() -> None:
     unknown = health_row(now=T0 + 60, instance="eu", version="1.2.3", report=failed, record=None)
     assert (unknown["ConsecutiveFailures"], unknown["LastSuccessTime"]) == (None, None)
 
+    # A run that found the checkpoint held (busy): a row of its own, not a failure.
+    busy = RunReport(run_id="ghi789", started_at="2023-11-14T22:15:00Z")
+    busy.outcome, busy.error_class = "busy", "CheckpointBusy"
+    busy.error = "CheckpointBusy: run def456 holds the checkpoint until 2023-11-14T22:16:20Z -> wait"
+    held = merge_report(after, busy, now=T0 + 120)
+    row = health_row(now=T0 + 120, instance="eu", version="1.2.3", report=busy, record=held)
+    assert (row["Outcome"], row["ErrorClass"], row["ConsecutiveFailures"]) == ("busy", "CheckpointBusy", 1)
+
+    # Windows NordPass did not serve consistently, and events repaired on the way.
+    ok2 = _ok_report()
+    ok2.repaired_events = 2
+    ok2.held_windows = [
+        {
+            "from": "2023-11-14T20:00:00Z",
+            "to": "2023-11-14T20:10:00Z",
+            "since": "2023-11-14T21:00:00Z",
+            "held_seconds": 4400,
+            "stuck": True,
+            "attempts": 9,
+            "reason": "pages did not add up",
+        },
+        {
+            "from": "2023-11-14T22:00:00Z",
+            "to": "2023-11-14T22:05:00Z",
+            "since": "2023-11-14T22:10:00Z",
+            "held_seconds": 200,
+            "stuck": False,
+            "attempts": 1,
+            "reason": "a page repeated",
+        },
+    ]
+    row = health_row(
+        now=T0, instance="eu", version="1.2.3", report=ok2, record=merge_report(None, ok2, now=T0)
+    )
+    assert _check_types(row) == []
+    assert (row["RepairedEvents"], row["HeldWindows"], row["HeldStuck"]) == (2, 2, True)
+    assert (row["OldestHeldFrom"], row["OldestHeldTo"], row["OldestHeldSince"]) == (
+        "2023-11-14T20:00:00Z",
+        "2023-11-14T20:10:00Z",
+        "2023-11-14T21:00:00Z",
+    )
+    assert row["HeldReason"] == "pages did not add up"
+    assert health_row(now=T0, instance="eu", version="1", report=ok, record=None)["HeldWindows"] == 0
+
     crash = health_row(
         now=T0, instance="eu", version="1.2.3", report=None, record=None, crash_class="KeyError"
     )
@@ -281,23 +325,33 @@ def test_the_wait_for_a_row_is_bounded_whatever_the_reporter_does(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Even a send that never returns (say, a token request that hangs) releases the run: the row is
-    abandoned after HEALTH_ROW_WAIT with one WARNING."""
+    abandoned after its wait with one WARNING."""
     release = threading.Event()
     started = threading.Event()
 
     class Hanging:
-        def report(self, row: dict[str, Any]) -> None:
+        def report(self, row: dict[str, Any], *, timeout: float) -> None:
             started.set()
             release.wait(60)
 
-    monkeypatch.setattr(composition, "HEALTH_ROW_WAIT", 0.2)
     caplog.set_level(logging.WARNING, logger="nordpass_connector")
-    composition._send_health_row(Hanging(), {"Outcome": "ok"})
+    composition._send_health_row(Hanging(), {"Outcome": "ok"}, wait=1.2)
     assert started.is_set() and not release.is_set(), "returned while the send was still hanging"
     assert [r.getMessage() for r in caplog.records] == [
-        "health row not sent: no answer within 0.2 s (ignored; events are unaffected)"
+        "health row not sent: no answer within 1.2 s (ignored; events are unaffected)"
     ]
     release.set()
+
+    # A run that has used its time (budget + HEALTH_ROW_PAST_BUDGET) does not even start a send.
+    caplog.clear()
+    started.clear()
+    composition._send_health_row(
+        Hanging(), {"Outcome": "failed"}, wait=composition.HEALTH_ROW_MIN_SECONDS / 2
+    )
+    assert not started.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        "health row not sent: the run has used its time (ignored; events are unaffected)"
+    ]
 
 
 def test_a_health_record_that_cannot_be_read_still_sends_the_row(
