@@ -82,6 +82,15 @@ class Schema:
         args = ", ".join(f"{n}={n}" for n in names)
         return f"{self.filtering_parser}({args}, disabled=false)"
 
+    def custom_unifier(self) -> str:
+        """`Im_<Schema>Custom` as a workspace holds it after registration (its documented parameter
+        list, including `pack`), declared and called: what the built-in `_Im_<Schema>` runs."""
+        params = ", ".join(p.declaration() for p in self.filtering_params) + ", pack:bool=false"
+        return (
+            f"let {self.custom_filtering_unifier} = ({params}) {{\n"
+            f"union isfuzzy=true\n    {self.registration_line()}\n}};\n{self.custom_filtering_unifier}()"
+        )
+
 
 # -- shared facts ---------------------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ def analysed() -> dict[str, kql.QueryResult]:
         queries.append((f"named:{parser.name}", _named_call(parser)))
     for schema in asim.SCHEMAS.values():
         # The custom unifying parsers as a workspace holds them after the README's registration.
-        queries.append((f"unifier:{schema.name}", unifier_query(schema)))
+        queries.append((f"unifier:{schema.name}", schema.custom_unifier()))
         queries.append((f"asim-unifier:{schema.name}", f"union isfuzzy=true {schema.parameterless_parser}"))
     # Proof the check can fail: a body that names a column the table does not have.
     broken = BY_NAME["vimAuthenticationNordPass"]
@@ -137,15 +137,6 @@ def analysed() -> dict[str, kql.QueryResult]:
         ("broken", broken.declared_call().replace("tostring(metadata.reason)", "tostring(reason)"))
     )
     return {r.id: r for r in kql.check(queries, functions=functions)}
-
-
-def unifier_query(schema: asim.Schema) -> str:
-    """`Im_<Schema>Custom` with the documented parameter list, holding the registration line."""
-    params = ", ".join(p.declaration() for p in schema.filtering_params) + ", pack:bool=false"
-    return (
-        f"let {schema.custom_filtering_unifier} = ({params}) {{\n"
-        f"union isfuzzy=true {schema.registration_line()}\n}};\n{schema.custom_filtering_unifier}()"
-    )
 
 
 def test_the_kusto_parser_accepts_every_parser(analysed: dict[str, kql.QueryResult]) -> None:

@@ -977,6 +977,7 @@ def test_content_only_template_deploys_tables_and_content_and_asks_for_nothing_e
         TABLE_TYPE,
         "Microsoft.SecurityInsights/alertRules",
         "Microsoft.Insights/workbooks",
+        "Microsoft.OperationalInsights/workspaces/savedSearches",
     }
     assert TABLE_TYPE in types_
     main = json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8"))
