@@ -176,9 +176,25 @@ def function_definitions(parsers: Sequence[Parser]) -> tuple[str, ...]:
 _translations: dict[tuple[str, tuple[str, ...], str], str] = {}
 
 
+def called(text: str, parsers: Sequence[Parser]) -> list[Parser]:
+    """The parsers `text` calls, directly or through another parser."""
+    by_name = {p.name: p for p in parsers}
+    found: dict[str, Parser] = {}
+    pending = [text]
+    while pending:
+        current = pending.pop()
+        for name, parser in by_name.items():
+            if name not in found and re.search(rf"\b{name}\b", current):
+                found[name] = parser
+                pending.append(parser.query)
+    return [p for p in parsers if p.name in found]
+
+
 def execute(query: str, con: Any, parsers: Sequence[Parser] = ()) -> list[dict[str, Any]]:
     """Run `query` on a connection from `localrun.connect()` (plus any `load_table`), with the
     parsers available as stored functions; result rows as dicts."""
+    # Only the functions the query reaches are registered: translating a definition costs time.
+    parsers = called(query, parsers)
     definitions = function_definitions(parsers)
     text = executable(query, parsers)
     schema = duckdb_schema(con)
