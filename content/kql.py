@@ -209,11 +209,14 @@ def check(
     *,
     tables: Sequence[Mapping[str, str]] | None = None,
     overrides: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
+    functions: Sequence[Mapping[str, str]] = (),
 ) -> list[QueryResult]:
     """Analyse `queries` ((id, text) pairs) in one node process; results in the same order.
 
     `tables` defaults to the connector's table contract. `overrides` gives some query ids their own
-    tables (tests use a drifted schema to prove drift is caught, without a second process)."""
+    tables (tests use a drifted schema to prove drift is caught, without a second process).
+    `functions` declares stored functions (`name`, `parameters` as `(a:type=default, ...)`, `body`
+    as `{ ... }`) that the queries may call, as workspace functions such as the ASIM parsers."""
     if not KUSTO_PACKAGE.exists():
         raise KqlCheckUnavailable(f"{KUSTO_PACKAGE} is missing; run `npm ci` in {REPO_ROOT}")
     items: list[dict[str, Any]] = []
@@ -222,7 +225,11 @@ def check(
         if overrides and query_id in overrides:
             item["tables"] = list(overrides[query_id])
         items.append(item)
-    payload = {"tables": list(tables or kusto_tables()), "queries": items}
+    payload = {
+        "tables": list(tables or kusto_tables()),
+        "functions": [dict(f) for f in functions],
+        "queries": items,
+    }
     proc = subprocess.run(
         [_node(), str(CHECKER)],
         input=json.dumps(payload),

@@ -42,11 +42,15 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.package import zip_name
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
+
+if TYPE_CHECKING:  # content/ needs PyYAML; it is imported only when content is loaded
+    from content.asim import Parser
+    from content.hunting import HuntingQuery
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "deploy" / "azuredeploy.json"
@@ -76,6 +80,7 @@ API_VERSIONS: dict[str, str] = {
     "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.OperationalInsights/workspaces/tables": "2025-07-01",
+    "Microsoft.OperationalInsights/workspaces/savedSearches": "2025-07-01",
     "Microsoft.SecurityInsights/alertRules": "2025-09-01",
     "Microsoft.SecurityInsights/dataConnectorDefinitions": "2025-09-01",
     "Microsoft.Web/serverfarms": "2024-11-01",
@@ -422,10 +427,20 @@ class SentinelContent:
     rules: Sequence[tuple[str, Json]] = ()
     workbook: str | None = None
     connector: Json | None = None
+    parsers: Sequence[Parser] = ()
+    hunting_queries: Sequence[HuntingQuery] = ()
 
     @classmethod
     def load(cls) -> SentinelContent:
-        return cls(rules=load_rules(), workbook=load_workbook(), connector=load_connector())
+        from content import asim, hunting
+
+        return cls(
+            rules=load_rules(),
+            workbook=load_workbook(),
+            connector=load_connector(),
+            parsers=asim.load_parsers(),
+            hunting_queries=hunting.load_queries(),
+        )
 
 
 @dataclass(frozen=True)
@@ -493,6 +508,65 @@ def data_connector_resources(content: SentinelContent, workspace: Workspace) -> 
     ]
 
 
+SAVED_SEARCHES = "Microsoft.OperationalInsights/workspaces/savedSearches"
+HUNTING_CATEGORY = "Hunting Queries"  # the category Sentinel's Hunting page lists
+# The query language version savedSearches document as current.
+SAVED_SEARCH_QUERY_VERSION = 2
+
+
+def asim_parser_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """Each ASIM parser as a workspace function (`functionAlias` = the parser name), in the "ASIM"
+    category. `etag: *` lets a redeploy replace the function a previous release created. A
+    parameter-less parser calls its filtering parser, so it is created after it."""
+    names = {parser.name for parser in content.parsers}
+    resources = []
+    for parser in content.parsers:
+        resource: Json = {
+            "type": SAVED_SEARCHES,
+            "apiVersion": api(SAVED_SEARCHES),
+            "name": child_name(workspace.name, lit(parser.name)),
+            "etag": "*",
+            "properties": escape_literal(
+                {
+                    "category": "ASIM",
+                    "displayName": parser.title,
+                    "query": parser.query,
+                    "functionAlias": parser.name,
+                    "functionParameters": parser.function_parameters,
+                    "version": SAVED_SEARCH_QUERY_VERSION,
+                }
+            ),
+        }
+        called = sorted(n for n in names if n != parser.name and re.search(rf"\b{n}\b", parser.query))
+        if called:
+            resource["dependsOn"] = [x(rid(SAVED_SEARCHES, workspace.name, lit(n))) for n in called]
+        resources.append(resource)
+    return resources
+
+
+def hunting_query_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """Each hunting query as a saved search in the "Hunting Queries" category, which Sentinel's
+    Hunting page lists, with its description, tactics and techniques as tags."""
+    return [
+        {
+            "type": SAVED_SEARCHES,
+            "apiVersion": api(SAVED_SEARCHES),
+            "name": child_name(workspace.name, lit(query.id)),
+            "etag": "*",
+            "properties": escape_literal(
+                {
+                    "category": HUNTING_CATEGORY,
+                    "displayName": query.name,
+                    "query": query.query,
+                    "version": SAVED_SEARCH_QUERY_VERSION,
+                    "tags": query.tags(),
+                }
+            ),
+        }
+        for query in content.hunting_queries
+    ]
+
+
 # Each builder turns loaded content into resources of the content deployment. They may use the
 # parameters `workspaceName` and `workspaceLocation` (the template declares those that are used).
 ContentBuilder = Callable[[SentinelContent, Workspace], list[Json]]
@@ -500,6 +574,8 @@ CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (
     analytic_rule_resources,
     workbook_resources,
     data_connector_resources,
+    asim_parser_resources,
+    hunting_query_resources,
 )
 
 

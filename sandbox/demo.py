@@ -57,7 +57,7 @@ from nordpass_connector.errors import SettingsFileError
 from nordpass_connector.schema import TABLE_NAME
 from nordpass_connector.settings_file import read_values
 
-from . import datagen
+from . import datagen, demo_content
 from .azurite import Azurite, AzuriteUnavailable, azurite_bin, ensure_installed
 from .ingestion import IngestionStandIn
 from .nordpass_sim import NordPassSimulator
@@ -112,6 +112,14 @@ EXPECTED_RULES: dict[str, tuple[str, ...]] = {
     "vault_export": ("VaultExport",),
     "token_revocation": ("ActivityTokenRevocation",),
     "breach_finding": ("UserDataDetectedInBreach", "DomainDataDetectedInBreach"),
+    # Planted for the hunting queries (sandbox.demo_content.EXPECTED_HUNTING); where a rule also
+    # sees them, it is listed.
+    "slow_brute_force": (),
+    "off_hours_admin": (),
+    "factor_change_then_export": ("VaultExport",),
+    "external_sharing_burst": (),
+    "bulk_mfa_reset": ("AdminMfaOrMasterPasswordChange",),
+    "secret_harvesting": (),
 }
 
 log = logging.getLogger("sandbox.demo")
@@ -249,6 +257,7 @@ class ScriptedIncident:
     start: int
     end: int
     detected_by: list[str] = field(default_factory=list)
+    hunted_by: list[str] = field(default_factory=list)
 
 
 class EventHistory:
@@ -432,6 +441,8 @@ class DemoResult:
     report_path: str
     seconds: float
     started_at: str
+    asim: dict[str, Any] = field(default_factory=dict)  # what the ASIM parsers return (demo_content)
+    hunting: list[dict[str, Any]] = field(default_factory=list)  # hunting query results (demo_content)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -520,6 +531,7 @@ def build_incidents(factory: datagen.EventFactory, run: int) -> list[datagen.Inc
         datagen.vault_export(factory, person(2), at=0),
         datagen.token_revocation(factory, org.admins[(run - 1) % len(org.admins)], at=0),
         datagen.breach_finding(factory, person(3), at=0),
+        *demo_content.live_scenarios(factory, run),
     ]
 
 
@@ -634,6 +646,7 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         now = int(time.time())
         run = 1 if state is None else state.runs + 1
         factory = datagen.EventFactory(org, seed=cfg.seed * 1000 + run)
+        planted: list[datagen.Incident] = []
         if state is None:
             anchor = now
             start = anchor - int(cfg.history_days * DAY)
@@ -642,6 +655,9 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
             # depend on the exact second the first tick plans its first window.
             generated = factory.background(start, backfill_start - 300, per_minute=cfg.per_minute / 4)
             generated += factory.background(backfill_start + 300, anchor, per_minute=cfg.per_minute)
+            # Scenarios only history can hold (a brute force over days, admin work last night).
+            planted = demo_content.history_scenarios(factory, anchor)
+            generated += [event for incident in planted for event in incident.events]
             state = DemoState(STATE_VERSION, cfg.seed, cfg.members, backfill_start, anchor, 0)
             history.append(generated)
             note = f"{_fmt(len(generated))} events over {cfg.history_days:g} days (backfill: the last {BACKFILL_DAYS})"
@@ -678,7 +694,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
             i: [k for k in range(len(incidents)) if k * cfg.live_ticks // len(incidents) == i]
             for i in range(cfg.live_ticks)
         }
-        records: list[ScriptedIncident] = []
+        # The history's scenarios land with the backfill, the first tick.
+        records: list[ScriptedIncident] = [_incident_record(i, run, 1) for i in planted]
         ticks: list[TickLine] = []
         this_run_generated = len(generated)
         capture = stack.enter_context(captured_reports())
@@ -761,6 +778,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
     try:
         earlier = [ScriptedIncident(**i) for i in state.incidents if i.get("run") != run]
         rules = run_rules(con, [*records, *earlier], run=run)
+        asim_view = demo_content.run_asim(con, [*records, *earlier], run=run)
+        hunting = demo_content.run_hunting(con, [*records, *earlier], run=run, attribute=attribute)
         data = report_html.collect(con)
         health = report_html.health_rows(con, since=int(started_wall))
         page = connector_page_status(con)
@@ -794,6 +813,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         report_path=str(report_path),
         seconds=0.0,
         started_at=started_at,
+        asim=asim_view,
+        hunting=hunting,
     )
     result.seconds = round(time.monotonic() - started, 1)
     report_path.write_text(report_html.render(result.to_dict(), data), encoding="utf-8")
@@ -860,7 +881,8 @@ def attribute(row: dict[str, Any], incidents: Sequence[ScriptedIncident]) -> Scr
         return next((i for i in incidents if attacker_ips & set(i.ips)), None)
     times = _row_times(row)
     for incident in incidents:
-        in_time = not times or any(incident.start - 5 <= t <= incident.end + 5 for t in times)
+        # The row's time span (one time, or first/last of an aggregate) meets the incident's.
+        in_time = not times or (min(times) <= incident.end + 5 and max(times) >= incident.start - 5)
         if values & set(incident.emails) and in_time:
             return incident
     return None
@@ -976,6 +998,8 @@ def print_summary(result: DemoResult) -> None:
         )
     for r in skipped:
         _out(f"  {rule_names[r['rule']]}: {r['status']} ({r.get('reason', '')})")
+    for line in demo_content.summary_lines(result.to_dict(), width):
+        _out(line)
     print_health(result)
     _out(f"report     {shown(Path(result.report_path))}")
     _out(f"took       {result.seconds:.0f} s")

@@ -18,7 +18,7 @@ from typing import Any
 
 from nordpass_connector.schema import HEALTH_TABLE_NAME, TABLE_NAME
 
-from . import catalog
+from . import catalog, demo_content
 
 AREA_COLORS = {"admin": "#7b5ea7", "vault": "#2f76b7", "logins": "#3a9d5d"}
 AREA_LABELS = {"admin": "Admin Panel", "vault": "Vault", "logins": "Logins"}
@@ -433,6 +433,7 @@ def render(result: dict[str, Any], data: dict[str, Any]) -> str:
 </div>
 </div>
 <div class="card"><h2>Analytic rule hits (rule KQL from the YAML, run with duckdb-kql over the landed rows)</h2>{rule_hits(result["rules"])}</div>
+{demo_content.html_sections(result)}
 <div class="card"><h2>Ticks</h2>
 <table><tr><th>tick</th><th>phase</th><th>new events</th><th>sent</th><th>windows</th><th>pages</th><th>lag (s)</th><th>seconds</th><th>outcome</th></tr>{ticks}</table>
 </div>
