@@ -432,12 +432,18 @@ class SentinelContent:
 
     @classmethod
     def load(cls) -> SentinelContent:
-        from content import asim, hunting
+        from content import asim, hunting, required_connectors
 
+        connector = load_connector()
+        if connector is not None:
+            # Rules and hunting queries name the data connector they need by the page's id.
+            found = required_connectors.check(required_connectors.content_items(), connector)
+            if found:
+                raise ValueError("; ".join(found))
         return cls(
             rules=load_rules(),
             workbook=load_workbook(),
-            connector=load_connector(),
+            connector=connector,
             parsers=asim.load_parsers(),
             hunting_queries=hunting.load_queries(),
         )
