@@ -87,3 +87,9 @@ def test_no_data_received_is_named_only_as_the_rule_it_was() -> None:
                 name,
                 text[found.start() - 80 : found.end() + 40],
             )
+
+
+def test_the_readme_demo_sample_counts_the_rules_that_ship() -> None:
+    rules = len(list((REPO / "content" / "analytic-rules").glob("*.yaml")))
+    readme = DOCS["README.md"].read_text(encoding="utf-8")
+    assert re.search(rf"^rules +{rules} analytic rules, {rules} ran locally", readme, re.MULTILINE)
