@@ -28,8 +28,9 @@ Resource graph (dependsOn, nested deployments included):
 Nothing depends on content, so a rule that Sentinel rejects, or a new table that is not yet
 queryable, fails the content deployment alone while ingestion is set up.
 
-Extending: a new kind of Sentinel content is one more function in `CONTENT_BUILDERS` (it gets the
-loaded content and the workspace expressions, and returns resources). A new custom table is one more
+Extending: a new kind of Sentinel content is one more function in `CONTENT_BUILDERS`, under the
+name the portal form and the docs use for it (it gets the loaded content and the workspace
+expressions, and returns resources). A new custom table is one more
 `CustomTable` in `CUSTOM_TABLES`: the tables deployment and the DCR stream declarations follow.
 """
 
@@ -272,7 +273,7 @@ CUSTOM_TABLES: tuple[CustomTable, ...] = tuple(
 )
 
 
-# --- content: analytic rules and workbook ----------------------------------------------------------
+# --- content: rules, workbook, connector page, ASIM parsers, hunting queries --------------------
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _TRIGGER_OPERATORS = {
@@ -432,12 +433,18 @@ class SentinelContent:
 
     @classmethod
     def load(cls) -> SentinelContent:
-        from content import asim, hunting
+        from content import asim, hunting, required_connectors
 
+        connector = load_connector()
+        if connector is not None:
+            # Rules and hunting queries name the data connector they need by the page's id.
+            found = required_connectors.check(required_connectors.content_items(), connector)
+            if found:
+                raise ValueError("; ".join(found))
         return cls(
             rules=load_rules(),
             workbook=load_workbook(),
-            connector=load_connector(),
+            connector=connector,
             parsers=asim.load_parsers(),
             hunting_queries=hunting.load_queries(),
         )
@@ -569,19 +576,22 @@ def hunting_query_resources(content: SentinelContent, workspace: Workspace) -> l
 
 # Each builder turns loaded content into resources of the content deployment. They may use the
 # parameters `workspaceName` and `workspaceLocation` (the template declares those that are used).
+# The key is what the content switch, the portal form and the docs call that kind of content.
 ContentBuilder = Callable[[SentinelContent, Workspace], list[Json]]
-CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (
-    analytic_rule_resources,
-    workbook_resources,
-    data_connector_resources,
-    asim_parser_resources,
-    hunting_query_resources,
-)
+CONTENT_BUILDERS: Mapping[str, ContentBuilder] = {
+    "analytic rules": analytic_rule_resources,
+    "workbook": workbook_resources,
+    "data connector page": data_connector_resources,
+    "ASIM parsers (workspace functions)": asim_parser_resources,
+    "hunting queries": hunting_query_resources,
+}
+# "analytic rules, workbook, …, and hunting queries": every text that says what the content is.
+CONTENT_KINDS = ", ".join(list(CONTENT_BUILDERS)[:-1]) + " and " + list(CONTENT_BUILDERS)[-1]
 
 
 def content_resources(content: SentinelContent) -> list[Json]:
     workspace = Workspace()
-    return [resource for build in CONTENT_BUILDERS for resource in build(content, workspace)]
+    return [resource for build in CONTENT_BUILDERS.values() for resource in build(content, workspace)]
 
 
 # --- nested templates -----------------------------------------------------------------------------
@@ -841,9 +851,9 @@ def _parameters(release: ReleasePin | None, with_content: bool) -> Json:
             "type": "bool",
             "defaultValue": True,
             "metadata": {
-                "description": "Deploy the NordPass analytic rules, workbook and data connector page into the "
-                "workspace (needs Microsoft Sentinel on it). Ingestion never waits for them: if content "
-                "fails, redeploy it alone with sentinel-content.json."
+                "description": f"Deploy the NordPass Sentinel content into the workspace: {CONTENT_KINDS} "
+                "(needs Microsoft Sentinel on it). Ingestion never waits for it: if content fails, redeploy "
+                "it alone with sentinel-content.json."
             },
         }
     return params
@@ -1300,8 +1310,7 @@ def build_content_template(content: SentinelContent | None = None) -> Json:
         "$schema": TEMPLATE_SCHEMA,
         "contentVersion": "1.0.0.0",
         "metadata": {
-            "description": "NordPass Sentinel content only: the custom tables, analytic rules, workbook and "
-            "data connector page. "
+            "description": f"NordPass Sentinel content only: the custom tables, {CONTENT_KINDS}. "
             "Deploy it into the resource group of the workspace, for example after the content part of "
             "azuredeploy.json failed. It creates no connector resource and needs no token.",
             "generator": "deploy/build_template.py (do not edit the generated files by hand)",

@@ -198,9 +198,9 @@ def release_notes(
         "",
         "## Redeploy only the Sentinel content",
         "",
-        "The connector never waits for the analytic rules or the workbook. If they failed (for example "
-        "while a new table was not yet queryable), deploy them alone into the workspace's resource group; "
-        "this needs no token and touches no connector resource:",
+        f"The connector never waits for the Sentinel content ({bt.CONTENT_KINDS}). If it failed (for "
+        "example while a new table was not yet queryable), deploy it alone into the workspace's "
+        "resource group; this needs no token and touches no connector resource:",
         "",
         button(content_url, None),
         "",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.build_template import EU_ENDPOINT, US_ENDPOINT
+from deploy.build_template import CONTENT_KINDS, EU_ENDPOINT, US_ENDPOINT
 
 Json = dict[str, Any]
 
@@ -93,7 +93,7 @@ def build_ui_definition() -> Json:
         {
             "name": "deployContent",
             "type": "Microsoft.Common.OptionsGroup",
-            "label": "Deploy the NordPass analytic rules, workbook and connector page",
+            "label": "Deploy the NordPass Sentinel content",
             "defaultValue": "Yes",
             "toolTip": "Needs Microsoft Sentinel on the workspace. Ingestion never waits for the content: "
             "if it fails, redeploy it alone with sentinel-content.json.",
@@ -101,7 +101,17 @@ def build_ui_definition() -> Json:
                 "allowedValues": [{"label": "Yes", "value": True}, {"label": "No", "value": False}],
                 "required": True,
             },
-        }
+        },
+        {
+            "name": "contentNote",
+            "type": "Microsoft.Common.InfoBox",
+            "options": {
+                "icon": "Info",
+                "text": f"Deployed into the workspace: {CONTENT_KINDS}. The data connector page appears "
+                "under Microsoft Sentinel > Data connectors; the ASIM parsers and hunting queries under "
+                "Logs > Functions and Hunting.",
+            },
+        },
     ]
     region = "steps('nordpass').region"
     return {
@@ -127,7 +137,10 @@ def build_ui_definition() -> Json:
                 {
                     "name": "sentinel",
                     "label": "Sentinel content",
-                    "subLabel": {"preValidation": "Rules and workbook", "postValidation": "Done"},
+                    "subLabel": {
+                        "preValidation": "Rules, hunting, parsers, workbook",
+                        "postValidation": "Done",
+                    },
                     "bladeTitle": "Microsoft Sentinel content",
                     "elements": sentinel,
                 },

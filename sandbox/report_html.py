@@ -26,6 +26,7 @@ BAR = "#2f76b7"
 FAIL = "#c8553d"
 MUTED = "#9aa5b1"
 EARLIER = "#e0a458"
+FULL_WIDTH = 1100  # a chart in a full-width card (main is 1160 px less the card's padding)
 HIT_KINDS = (
     ("scripted", FAIL, "this run's scripted incidents"),
     ("earlier", EARLIER, "earlier runs' incidents"),
@@ -148,7 +149,7 @@ def _nice_max(value: float) -> float:
 
 def area_over_time(per_hour: Sequence[tuple[int, str, str, int]], *, bin_hours: int = 3) -> str:
     """Stacked columns: events per `bin_hours` by area, over the whole landed range."""
-    width, height, left, right, top, bottom = 1100, 280, 56, 16, 16, 40
+    width, height, left, right, top, bottom = FULL_WIDTH, 280, 56, 16, 16, 40
     size = bin_hours * 3600
     bins: dict[int, dict[str, int]] = defaultdict(lambda: {"admin": 0, "vault": 0, "logins": 0})
     for hour, event_type, action, n in per_hour:
@@ -267,7 +268,7 @@ def stacked_bars(
     return "".join(parts)
 
 
-def rule_hits(rules: Sequence[dict[str, Any]], width: int = 1100) -> str:
+def rule_hits(rules: Sequence[dict[str, Any]], width: int = FULL_WIDTH) -> str:
     """One bar per rule that ran, split by what each alert row is about (see HIT_KINDS); rules with
     no hit are listed with a zero so the chart also shows what stayed quiet."""
     ran = [r for r in rules if r.get("status") == "ran"]
@@ -349,6 +350,8 @@ table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
 th, td {{ text-align: left; padding: 5px 8px; border-bottom: 1px solid #e3e7ec; vertical-align: top; }}
 th {{ color: #55606e; font-weight: 600; }}
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+table.incidents td:first-child {{ white-space: nowrap; }}
+table.incidents td:nth-child(2) {{ width: 45%; }}
 .ok {{ color: #25804a; }} .miss {{ color: #b3261e; }}
 """
 
@@ -425,12 +428,10 @@ def render(result: dict[str, Any], data: dict[str, Any]) -> str:
 <div class="card"><h2>Top actions</h2>{horizontal_bars(data["top_actions"], title="top actions")}</div>
 <div class="card"><h2>Logins by platform</h2>{stacked_bars(data["platforms"], title="logins by platform", names=("successful", "failed"))}</div>
 </div>
-<div class="row">
-<div class="card"><h2>Failed logins by user (last 24 hours)</h2>{horizontal_bars(failed, title="failed logins by user", color=FAIL)}</div>
+<div class="card"><h2>Failed logins by user (last 24 hours)</h2>{horizontal_bars(failed, title="failed logins by user", color=FAIL, width=FULL_WIDTH)}</div>
 <div class="card"><h2>Scripted incidents and the rules that caught them</h2>
-<table><tr><th>incident</th><th>what happened</th><th>tick</th><th>detected by</th></tr>{incidents}</table>
+<table class="incidents"><tr><th>incident</th><th>what happened</th><th>tick</th><th>detected by</th></tr>{incidents}</table>
 {'<h2 style="margin-top:14px">Rules not run locally</h2><table>' + not_run + "</table>" if not_run else ""}
-</div>
 </div>
 <div class="card"><h2>Analytic rule hits (rule KQL from the YAML, run with duckdb-kql over the landed rows)</h2>{rule_hits(result["rules"])}</div>
 {demo_content.html_sections(result)}

@@ -11,6 +11,7 @@ relative to now.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,6 +102,9 @@ class Lab:
     org: datagen.Org = field(default_factory=lambda: datagen.make_org(7, members=20, admins=3))
     loaded: list[localrun.LoadedRow] = field(default_factory=list)
     signin_logs: list[dict[str, Any]] | None = None
+    # When set, every batch lands at this moment whatever its event times: a backfill received in
+    # one go.
+    received: datetime | None = None
 
     def __post_init__(self) -> None:
         self.f = datagen.EventFactory(self.org, seed=7)
@@ -111,7 +115,9 @@ class Lab:
     def add(self, events: list[dict[str, Any]], *, ingested: timedelta | None = None) -> list[dict[str, Any]]:
         """Map and store `events`, each ingested a minute after it happened (or all at `ingested` ago)."""
         rows = localrun.rows_from_events(events)
-        if ingested is None:
+        if self.received is not None:
+            self.loaded += localrun.ingest(rows, at=self.received)
+        elif ingested is None:
             self.loaded += localrun.ingest(rows, lag=M)
         else:
             self.loaded += localrun.ingest(rows, at=self.now - ingested)
@@ -210,13 +216,7 @@ def _let(query: str, name: str) -> str:
 @scenario("PasswordSprayLongWindow")
 def test_low_and_slow_spray_over_days(lab: Lab) -> None:
     users = lab.org.staff[:12]
-    # One attempt per member, one every nine hours: never five in an hour.
-    lab.add(
-        [
-            lab.login("user_login_failed", ago=D * 5 - i * 9 * H, ip=ATTACKER_IP, who=p)
-            for i, p in enumerate(users)
-        ]
-    )
+    _plant_spray_over_days(lab)
     [hit] = lab.run("PasswordSprayLongWindow")
     assert (hit["IpAddress"], hit["TargetedUsers"], hit["Failures"], hit["SucceededUsers"]) == (
         ATTACKER_IP,
@@ -256,14 +256,7 @@ def test_office_nat_and_single_user_guessing_are_not_a_spray(lab: Lab) -> None:
 
 @scenario("BruteForceLowAndSlow")
 def test_low_and_slow_brute_force(lab: Lab) -> None:
-    lab.add([lab.login("user_login_successful", ago=D * d, ip=HOME_IP) for d in range(1, 6)])
-    # Three failures a day for four days from two rotating addresses, never a success from them.
-    attempts = [
-        lab.login("user_login_failed", ago=D * d + i * 2 * H, ip=("203.0.113.66", "203.0.113.67")[i % 2])
-        for d in range(1, 5)
-        for i in range(3)
-    ]
-    lab.add(attempts)
+    _plant_brute_force_over_days(lab)
     [hit] = lab.run("BruteForceLowAndSlow")
     assert (hit["AccountEmail"], hit["Failures"], hit["Days"], hit["SourceIps"]) == (
         lab.member.email,
@@ -311,8 +304,7 @@ def _history(lab: Lab, days: int = 10, ip: str = HOME_IP) -> None:
 
 @scenario("SignInFromNewIp")
 def test_sign_in_from_a_new_ip(lab: Lab) -> None:
-    _history(lab)
-    lab.add([lab.login("user_login_successful", ago=2 * H, ip=ATTACKER_IP)])
+    _plant_sign_in_from_attacker_ip(lab)
     [hit] = lab.run("SignInFromNewIp")
     assert (hit["AccountEmail"], hit["IpAddress"], hit["HistoryDays"]) == (lab.member.email, ATTACKER_IP, 10)
 
@@ -328,8 +320,7 @@ def test_sign_in_from_a_new_ip(lab: Lab) -> None:
 
 @scenario("SignInFromNewCountry")
 def test_sign_in_from_a_new_country(lab: Lab) -> None:
-    _history(lab)
-    lab.add([lab.login("user_login_successful", ago=2 * H, ip=ATTACKER_IP)])
+    _plant_sign_in_from_attacker_ip(lab)
     [hit] = lab.run("SignInFromNewCountry")
     assert (hit["AccountEmail"], hit["Country"], hit["IpAddress"]) == (
         lab.member.email,
@@ -366,22 +357,9 @@ def _weekdays_only(query: str) -> str:
 
 @scenario("OffHoursAdminActivity")
 def test_admin_change_at_night_by_an_unusual_actor(lab: Lab) -> None:
-    query = _weekdays_only(QUERIES["OffHoursAdminActivity"].query)
+    query = _plant_night_admin_change(lab)
     night = _last(lab, 2)
     intruder = lab.org.members[5]
-    lab.add(
-        [
-            lab.event(
-                "roles.user_role_updated",
-                ago=night,
-                who=lab.member,
-                by=intruder,
-                role="admin",
-                previous_role="member",
-            ),
-            lab.event("global_settings.password_policy_toggled", ago=night - 5 * M, by=intruder),
-        ]
-    )
     [hit] = lab.run("OffHoursAdminActivity", query)
     assert (hit["Actor"], hit["Changes"], hit["FirstLocalHour"]) == (intruder.email, 2, 2)
 
@@ -421,13 +399,8 @@ def test_self_service_admin_panel_events_are_not_admin_work(lab: Lab) -> None:
 
 @scenario("MfaOrRecoveryChangeThenExport")
 def test_recovery_and_mfa_change_then_export(lab: Lab) -> None:
-    lab.add(
-        [
-            lab.event("recovery_code.recovery_downloaded", ago=50 * M),
-            lab.event("totp.2fa_device_deleted", ago=45 * M),
-        ]
-    )
-    [export] = lab.add([lab.event("item_access.vault_exported", ago=20 * M, items_count=420, format="csv")])
+    _plant_factor_change_then_export(lab)
+    [export] = [item.row for item in lab.loaded if item.row["action"] == "vault_exported"]
     [hit] = lab.run("MfaOrRecoveryChangeThenExport")
     assert (hit["AccountEmail"], hit["ExportEventId"], hit["MinutesFromChange"]) == (
         lab.member.email,
@@ -482,7 +455,7 @@ def _shares(lab: Lab, n: int, recipient: str) -> list[dict[str, Any]]:
 
 @scenario("ExternalSharingBurst")
 def test_burst_of_external_shares(lab: Lab) -> None:
-    lab.add(_shares(lab, 15, "drop.box@outsider.example"))
+    _plant_external_shares(lab)
     [hit] = lab.run("ExternalSharingBurst")
     assert (hit["AccountEmail"], hit["Items"]) == (lab.member.email, 15)
     assert "outsider.example" in str(hit["RecipientDomains"])
@@ -505,13 +478,7 @@ def test_burst_of_external_shares(lab: Lab) -> None:
 
 @scenario("DormantAccountActivity")
 def test_dormant_account_wakes_up(lab: Lab) -> None:
-    lab.add([lab.login("user_login_successful", ago=D * d, ip=HOME_IP) for d in (50, 46, 45)])
-    lab.add(
-        [
-            lab.login("user_login_successful", ago=3 * H, ip=ATTACKER_IP),
-            lab.event("item_access.vault_exported", ago=2 * H, ip=ATTACKER_IP),
-        ]
-    )
+    _plant_dormant_account_wakes_up(lab)
     [hit] = lab.run("DormantAccountActivity")
     assert (hit["Actor"], hit["DormantDays"], hit["Events"]) == (lab.member.email, 45, 2)
 
@@ -550,8 +517,7 @@ def _entra(lab: Lab, n: int, *, ago: timedelta, result: str = "50126") -> list[d
 
 @scenario("FailuresInNordPassAndEntraId")
 def test_same_member_fails_in_nordpass_and_entra(lab: Lab) -> None:
-    lab.add([lab.login("user_login_failed", ago=40 * M - i * M, ip=ATTACKER_IP) for i in range(4)])
-    lab.signin_logs = _entra(lab, 5, ago=30 * M)
+    _plant_failures_in_both(lab)
     [hit] = lab.run("FailuresInNordPassAndEntraId")
     assert (hit["Upn"], hit["NordPassFailures"], hit["EntraFailures"]) == (lab.member.email, 4, 5)
 
@@ -571,16 +537,7 @@ def test_same_member_fails_in_nordpass_and_entra(lab: Lab) -> None:
 @scenario("BulkMfaReset")
 def test_one_admin_resets_mfa_for_several_members(lab: Lab) -> None:
     members = lab.org.members[2:6]
-    lab.add(
-        [
-            lab.event("global_settings.mfa_reset", ago=20 * M - i * M, who=p, by=lab.admin)
-            for i, p in enumerate(members[:2])
-        ]
-        + [
-            lab.event("totp.2fa_reset_in_ecp", ago=15 * M - i * M, who=p, by=lab.admin)
-            for i, p in enumerate(members[2:])
-        ]
-    )
+    _plant_bulk_mfa_reset(lab)
     [hit] = lab.run("BulkMfaReset")
     assert (hit["Admin"], hit["Members"], hit["Resets"]) == (lab.admin.email, 4, 4)
 
@@ -621,9 +578,7 @@ def _reads(lab: Lab, n: int, *, ago: timedelta, prefix: str) -> list[dict[str, A
 
 @scenario("SecretHarvestingBurst")
 def test_member_copies_far_more_secrets_than_usual(lab: Lab) -> None:
-    for d in range(1, 8):
-        lab.add(_reads(lab, 5, ago=D * d, prefix=f"usual-{d}"))
-    lab.add(_reads(lab, 40, ago=20 * M, prefix="harvest"))
+    _plant_secret_harvest(lab)
     [hit] = lab.run("SecretHarvestingBurst")
     assert (hit["AccountEmail"], hit["Items"], hit["BusiestBefore"]) == (lab.member.email, 40, 5)
 
@@ -652,3 +607,154 @@ def test_autofill_is_not_harvesting(lab: Lab) -> None:
 
 def test_every_hunting_query_has_a_scenario() -> None:
     assert set(QUERIES) == SCENARIOS
+
+
+# -- backfilled old scenarios ---------------------------------------------------------------------
+# Each query's planted scenario as laid out by its test above, relative to `lab.now`. A builder
+# returns the query text to run when the scenario needs a variant (else None: the query as shipped).
+
+
+def _plant_spray_over_days(lab: Lab) -> str | None:
+    # One attempt per member, one every nine hours: never five in an hour.
+    lab.add(
+        [
+            lab.login("user_login_failed", ago=D * 5 - i * 9 * H, ip=ATTACKER_IP, who=p)
+            for i, p in enumerate(lab.org.staff[:12])
+        ]
+    )
+    return None
+
+
+def _plant_brute_force_over_days(lab: Lab) -> str | None:
+    lab.add([lab.login("user_login_successful", ago=D * d, ip=HOME_IP) for d in range(1, 6)])
+    # Three failures a day for four days from two rotating addresses, never a success from them.
+    lab.add(
+        [
+            lab.login("user_login_failed", ago=D * d + i * 2 * H, ip=("203.0.113.66", "203.0.113.67")[i % 2])
+            for d in range(1, 5)
+            for i in range(3)
+        ]
+    )
+    return None
+
+
+def _plant_sign_in_from_attacker_ip(lab: Lab) -> str | None:
+    _history(lab)
+    lab.add([lab.login("user_login_successful", ago=2 * H, ip=ATTACKER_IP)])
+    return None
+
+
+def _plant_night_admin_change(lab: Lab) -> str | None:
+    night = _last(lab, 2)
+    intruder = lab.org.members[5]
+    lab.add(
+        [
+            lab.event(
+                "roles.user_role_updated",
+                ago=night,
+                who=lab.member,
+                by=intruder,
+                role="admin",
+                previous_role="member",
+            ),
+            lab.event("global_settings.password_policy_toggled", ago=night - 5 * M, by=intruder),
+        ]
+    )
+    return _weekdays_only(QUERIES["OffHoursAdminActivity"].query)
+
+
+def _plant_factor_change_then_export(lab: Lab) -> str | None:
+    lab.add(
+        [
+            lab.event("recovery_code.recovery_downloaded", ago=50 * M),
+            lab.event("totp.2fa_device_deleted", ago=45 * M),
+        ]
+    )
+    lab.add([lab.event("item_access.vault_exported", ago=20 * M, items_count=420, format="csv")])
+    return None
+
+
+def _plant_external_shares(lab: Lab) -> str | None:
+    lab.add(_shares(lab, 15, "drop.box@outsider.example"))
+    return None
+
+
+def _plant_dormant_account_wakes_up(lab: Lab) -> str | None:
+    lab.add([lab.login("user_login_successful", ago=D * d, ip=HOME_IP) for d in (50, 46, 45)])
+    lab.add(
+        [
+            lab.login("user_login_successful", ago=3 * H, ip=ATTACKER_IP),
+            lab.event("item_access.vault_exported", ago=2 * H, ip=ATTACKER_IP),
+        ]
+    )
+    return None
+
+
+def _plant_failures_in_both(lab: Lab) -> str | None:
+    lab.add([lab.login("user_login_failed", ago=40 * M - i * M, ip=ATTACKER_IP) for i in range(4)])
+    lab.signin_logs = _entra(lab, 5, ago=30 * M)
+    return None
+
+
+def _plant_bulk_mfa_reset(lab: Lab) -> str | None:
+    members = lab.org.members[2:6]
+    lab.add(
+        [
+            lab.event("global_settings.mfa_reset", ago=20 * M - i * M, who=p, by=lab.admin)
+            for i, p in enumerate(members[:2])
+        ]
+        + [
+            lab.event("totp.2fa_reset_in_ecp", ago=15 * M - i * M, who=p, by=lab.admin)
+            for i, p in enumerate(members[2:])
+        ]
+    )
+    return None
+
+
+def _plant_secret_harvest(lab: Lab) -> str | None:
+    for d in range(1, 8):
+        lab.add(_reads(lab, 5, ago=D * d, prefix=f"usual-{d}"))
+    lab.add(_reads(lab, 40, ago=20 * M, prefix="harvest"))
+    return None
+
+
+PLANTED: dict[str, Callable[[Lab], str | None]] = {
+    "PasswordSprayLongWindow": _plant_spray_over_days,
+    "BruteForceLowAndSlow": _plant_brute_force_over_days,
+    "SignInFromNewIp": _plant_sign_in_from_attacker_ip,
+    "SignInFromNewCountry": _plant_sign_in_from_attacker_ip,
+    "OffHoursAdminActivity": _plant_night_admin_change,
+    "MfaOrRecoveryChangeThenExport": _plant_factor_change_then_export,
+    "ExternalSharingBurst": _plant_external_shares,
+    "DormantAccountActivity": _plant_dormant_account_wakes_up,
+    "FailuresInNordPassAndEntraId": _plant_failures_in_both,
+    "BulkMfaReset": _plant_bulk_mfa_reset,
+    "SecretHarvestingBurst": _plant_secret_harvest,
+}
+
+
+def _lookback(key: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)d", _let(QUERIES[key].query, "lookback"))
+    assert match, key
+    return int(match.group(1)) * D
+
+
+@pytest.mark.parametrize("key", sorted(QUERIES))
+def test_backfilled_old_scenario_is_not_reported(key: str) -> None:
+    """The benign twin of every planted scenario is the same scenario moved a day past the query's
+    lookback and received a minute ago in one batch (the first run's backfill, a connector catching
+    up): the rows' TimeGenerated is now, but what they record happened before the hunt's period, so
+    the query reports nothing. The scenario at its usual age is found (the control)."""
+    now = localrun.utcnow()
+    fresh = Lab(now=now)
+    query = PLANTED[key](fresh)
+    assert fresh.run(key, query), f"{key}: the planted scenario itself must be found"
+
+    age = _lookback(key) + D
+    old = Lab(now=now - age, received=now - M)
+    query = PLANTED[key](old)
+    assert old.loaded and all(item.row["TimeGenerated"] == now - M for item in old.loaded)
+    if old.signin_logs is not None:
+        # Other sources keep their own, current times.
+        old.signin_logs = [dict(r, TimeGenerated=r["TimeGenerated"] + age) for r in old.signin_logs]
+    assert old.run(key, query) == []

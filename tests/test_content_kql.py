@@ -265,7 +265,9 @@ def test_rule_format(path: Path, rule: dict[str, Any]) -> None:
     assert isinstance(rule["enabled"], bool)
     assert rule["severity"] in {"Informational", "Low", "Medium", "High"}
     table = HEALTH.name if reads_health(rule) else TABLE_NAME
-    assert rule["requiredDataConnectors"] == [{"connectorId": "NordPass", "dataTypes": [table]}]
+    assert rule["requiredDataConnectors"] == [
+        {"connectorId": kql.load_connector()["id"], "dataTypes": [table]}
+    ]
     assert table in str(rule["query"])
     assert rule["triggerOperator"] == "gt" and rule["triggerThreshold"] == 0
     assert re.fullmatch(r"\d+\.\d+\.\d+", rule["version"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,6 +49,9 @@ class Lab:
     now: datetime = field(default_factory=localrun.utcnow)
     org: datagen.Org = field(default_factory=lambda: datagen.make_org(7, members=20, admins=3))
     loaded: list[localrun.LoadedRow] = field(default_factory=list)
+    # When set, every batch lands at this moment whatever its event times: a backfill, or a
+    # connector catching up, received in one go.
+    received: datetime | None = None
     runs: RunLog = field(init=False)  # the connector's health rows (NordPassConnectorHealth_CL)
 
     def __post_init__(self) -> None:
@@ -66,7 +70,9 @@ class Lab:
     ) -> list[dict[str, Any]]:
         """Map and store `events`; `ingested` = how long ago the batch landed, else `lag` per row."""
         rows = localrun.rows_from_events(events)
-        if ingested is not None:
+        if self.received is not None:
+            self.loaded += localrun.ingest(rows, at=self.received)
+        elif ingested is not None:
             self.loaded += localrun.ingest(rows, at=self.now - ingested)
         else:
             self.loaded += localrun.ingest(rows, lag=lag or timedelta(minutes=1))
@@ -531,6 +537,36 @@ def test_export_after_new_ip_seen_in_backfill_history_is_silent(lab: Lab) -> Non
     assert lab.run("VaultExportAfterNewIpLogin") == []
 
 
+def test_export_after_new_ip_login_catches_a_late_export_once(lab: Lab) -> None:
+    """An export that arrives after the run that should have seen it (connector overlap, retries,
+    ingestion delay) still alerts, once; one that happened hours before it arrived does not."""
+    rule = "VaultExportAfterNewIpLogin"
+    frequency = _short(RULES[rule]["queryFrequency"])
+    _history(lab, days=10, ip="192.0.2.10")
+    lab.add([_login(lab, "user_login_successful", ago=frequency + 2 * H, ip=ATTACKER_IP)])
+    # Happened before this run's window, first received now, and re-sent: one alert.
+    [late] = lab.add([_export(lab, ago=frequency + 30 * M)], ingested=2 * M)
+    lab.resend([late], ingested=M)
+    assert [a["ExportEventId"] for a in lab.run(rule)] == [late["EventId"]]
+
+    # Already judged by the previous run: not again.
+    judged = Lab(now=lab.now)
+    _history(judged, days=10, ip="192.0.2.10")
+    judged.add([_login(judged, "user_login_successful", ago=frequency + 2 * H, ip=ATTACKER_IP)])
+    judged.add([_export(judged, ago=frequency + 30 * M)], ingested=frequency + 5 * M)
+    assert judged.run(rule) == []
+
+    # Received now but it happened more than the late allowance before the window: old news.
+    match = re.search(r"let late_allowance = (\d+[mhd]);", str(RULES[rule]["query"]))
+    assert match
+    stale = Lab(now=lab.now)
+    _history(stale, days=10, ip="192.0.2.10")
+    too_old = frequency + _short(match.group(1)) + 10 * M
+    stale.add([_login(stale, "user_login_successful", ago=too_old + H, ip=ATTACKER_IP)])
+    stale.add([_export(stale, ago=too_old)], ingested=2 * M)
+    assert stale.run(rule) == []
+
+
 # -- connector health ------------------------------------------------------------------------------
 # Health rows are the connector's own (see tests/health_rows.py), one per simulated run.
 
@@ -674,6 +710,64 @@ def test_backfill_of_week_old_attacks_does_not_alert_but_fresh_attack_does(lab: 
     }
     assert old_exports
     assert {a["EventId"] for a in unguarded} == old_exports | {rows[-1]["EventId"]}
+
+
+# Each rule's attack as its scenario above lays it out, relative to `lab.now`.
+def _single_event_attack(spec: tuple[Any, ...]) -> Callable[[Lab], None]:
+    def attack(lab: Lab) -> None:
+        lab.add([_event(lab, spec, lab.at(3 * M))])
+
+    return attack
+
+
+def _threshold_attack(rule: str) -> Callable[[Lab], None]:
+    def attack(lab: Lab) -> None:
+        lab.add(THRESHOLD_RULES[rule][1](lab, _threshold(rule)), ingested=2 * M)
+
+    return attack
+
+
+def _new_ip_export_attack(lab: Lab) -> None:
+    _history(lab, days=10, ip="192.0.2.10")
+    lab.add([_login(lab, "user_login_successful", ago=60 * M, ip=ATTACKER_IP)])
+    lab.add([_export(lab, ago=20 * M)], ingested=2 * M)
+
+
+def _failures_then_success_attack(lab: Lab) -> None:
+    lab.add(datagen.failures_then_success(lab.f, lab.member, at=lab.at(15 * M), ip=ATTACKER_IP).events)
+
+
+ATTACKS: dict[str, Callable[[Lab], None]] = {
+    **{case.values[0]: _single_event_attack(case.values[1]) for case in SINGLE_EVENT_CASES},
+    **{rule: _threshold_attack(rule) for rule in THRESHOLD_RULES},
+    "FailuresThenSuccessFromSameIp": _failures_then_success_attack,
+    "VaultExportAfterNewIpLogin": _new_ip_export_attack,
+}
+# Health rows carry the run's own clock in TimeGenerated and are sent once, at the end of the run
+# they describe: there is no backfill of them to be fooled by.
+HEALTH_RULES = {"ConnectorNotRunning", "ConnectorRunsFailing"}
+
+
+def test_every_event_rule_has_a_backfill_twin() -> None:
+    assert set(ATTACKS) == set(RULES) - HEALTH_RULES
+
+
+@pytest.mark.parametrize("age", [D, 6 * D], ids=["a-day-old", "six-days-old"])
+@pytest.mark.parametrize("rule", sorted(ATTACKS))
+def test_backfilled_old_attack_does_not_alert(rule: str, age: timedelta) -> None:
+    """The benign twin of every attack is the same attack, `age` older, received a minute ago in one
+    batch: what the first run's 7-day backfill (or a connector catching up after an outage) lands.
+    Rows older than two days get TimeGenerated = receive time from the platform, so only the event
+    time can tell; an alert about it would be about last week's activity."""
+    now = localrun.utcnow()
+    fresh = Lab(now=now)
+    ATTACKS[rule](fresh)
+    assert fresh.run(rule), f"{rule}: the attack itself must fire for the twin to mean anything"
+
+    old = Lab(now=now - age, received=now - M)
+    ATTACKS[rule](old)
+    assert all(item.ingested_at == now - M for item in old.loaded)
+    assert old.run(rule) == []
 
 
 def test_rules_files_exist_for_every_scenario_name() -> None:

@@ -297,9 +297,17 @@ PROBE = """<script>
             shapes: svg.querySelectorAll('rect, line, path, circle, polyline').length,
             texts: svg.querySelectorAll('text').length};
   });
+  // Every card: its own width, and how wide its content is (a card scrolls sideways, cutting off
+  // what does not fit, when its content is wider than the card).
+  var cards = Array.prototype.map.call(document.querySelectorAll('.card'), function (card) {
+    var title = card.querySelector('h2');
+    return {title: title ? title.textContent : '', width: card.getBoundingClientRect().width,
+            clientWidth: card.clientWidth, scrollWidth: card.scrollWidth,
+            tables: card.querySelectorAll('table').length};
+  });
   var out = document.createElement('pre');
   out.id = 'test-probe';
-  out.textContent = JSON.stringify({charts: charts, errors: window.__errors});
+  out.textContent = JSON.stringify({charts: charts, cards: cards, errors: window.__errors});
   document.body.appendChild(out);
 })();
 </script>"""
@@ -356,6 +364,19 @@ def test_report_charts_render_in_headless_chromium(
         assert chart["shapes"] >= 4 and chart["texts"] >= 3, (label, chart)
     # A week of activity in 3-hour columns, stacked by area.
     assert charts["Events over time by area"]["shapes"] >= 56
+    # Nothing is cut off: no card's content (a table with a long "detected by" column, a chart) is
+    # wider than the card.
+    cards = {c["title"]: c for c in probe["cards"]}
+    assert sum(c["tables"] for c in cards.values()) >= 5
+    clipped = {
+        t: (c["scrollWidth"], c["clientWidth"])
+        for t, c in cards.items()
+        if c["scrollWidth"] > c["clientWidth"]
+    }
+    assert clipped == {}
+    # The incidents table, which grows with every scripted incident, has a full-width card.
+    full = cards["Events over time by area"]["width"]
+    assert cards["Scripted incidents and the rules that caught them"]["width"] == full
     # Chromium logs every console message and uncaught exception as "INFO:CONSOLE:<line>] ...".
     console = [
         line for line in dumped.stderr.splitlines() if "Uncaught" in line or re.search(r":CONSOLE[:(]", line)

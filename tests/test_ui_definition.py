@@ -361,3 +361,45 @@ def test_the_content_switch_defaults_to_on_like_the_template(ui: Json, template:
     by_label = {v["label"]: v["value"] for v in switch["constraints"]["allowedValues"]}
     assert by_label[switch["defaultValue"]] is template["parameters"]["deploySentinelContent"]["defaultValue"]
     assert set(by_label.values()) == {True, False}
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def test_every_text_about_the_content_names_each_kind_it_deploys(ui: Json, template: Json) -> None:
+    """The content switch deploys what `CONTENT_BUILDERS` builds; the switch's description, the
+    content-only template, the portal form, the release notes and the docs say so, kind by kind."""
+    from deploy import release
+
+    kinds = list(bt.CONTENT_BUILDERS)
+    assert len(kinds) >= 5
+    # Each kind is a true claim: its builder makes resources from the shipped content.
+    content = bt.SentinelContent.load()
+    for kind, build in bt.CONTENT_BUILDERS.items():
+        assert build(content, bt.Workspace()), kind
+
+    standalone = json.loads(bt.CONTENT_TEMPLATE_PATH.read_text(encoding="utf-8"))
+    (note,) = [e for _, e in elements(ui) if e["name"] == "contentNote"]
+    deploy_md = (bt.REPO_ROOT / "deploy" / "DEPLOY.md").read_text(encoding="utf-8")
+    readme = (bt.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    deploy_section = readme.split("<!-- section:deploy -->")[1].split("<!-- /section:deploy -->")[0]
+    notes = release.release_notes("example/repo", "v1.2.3", [release.Asset(release.TEMPLATE, 1, "0" * 64)])
+    texts = {
+        "template switch": template["parameters"]["deploySentinelContent"]["metadata"]["description"],
+        "content-only template": standalone["metadata"]["description"],
+        "portal form": note["options"]["text"],
+        "DEPLOY.md form row": next(
+            line for line in deploy_md.splitlines() if line.startswith("| Sentinel content:")
+        ),
+        "DEPLOY.md parameter row": next(
+            line for line in deploy_md.splitlines() if line.startswith("| `deploySentinelContent` |")
+        ),
+        "README deploy section": deploy_section,
+        "release notes": notes,
+    }
+    missing = {where: [k for k in kinds if k.lower() not in _words(text)] for where, text in texts.items()}
+    assert not {where: gaps for where, gaps in missing.items() if gaps}
+    # The form's step no longer says "rules and workbook" only.
+    (step,) = [s for s in ui["parameters"]["steps"] if s["name"] == "sentinel"]
+    assert "hunting" in step["subLabel"]["preValidation"].lower()
