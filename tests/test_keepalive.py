@@ -12,15 +12,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
 from nordpass_connector.clock import SystemClock
-from nordpass_connector.keepalive import KeepAliveTransport
+from nordpass_connector.keepalive import ConnectionStack, KeepAliveTransport
 from nordpass_connector.nordpass import NordPassClient
 from nordpass_connector.ports import Window
 from nordpass_connector.retry import Deadline, Retrier
 from sandbox.datagen import EventFactory
+from sandbox.ingestion import IngestionStandIn
 from sandbox.nordpass_sim import NordPassSimulator
 
 T0 = 1_750_000_000
@@ -138,3 +140,67 @@ def test_another_origin_is_refused(transport: KeepAliveTransport) -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         transport.handle_request(httpx.Request("GET", "http://127.0.0.1:1/elsewhere"))
     assert transport.stack.opened == 0
+
+
+class _CountingSockets(httpcore.NetworkBackend):
+    """httpcore's real sockets, counting the sends made on them."""
+
+    def __init__(self) -> None:
+        self.sends: list[int] = []
+        self._real = httpcore.SyncBackend()
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        stream = self._real.connect_tcp(*args, **kwargs)
+        write, sends = stream.write, self.sends
+
+        def counted(buffer: bytes, timeout: float | None = None) -> None:
+            sends.append(len(buffer))
+            write(buffer, timeout)
+
+        stream.write = counted  # type: ignore[method-assign]
+        return stream
+
+
+def test_a_request_leaves_in_one_send(nordpass_sim: NordPassSimulator, hour: list[Any]) -> None:
+    sockets = _CountingSockets()
+    stack = ConnectionStack(
+        httpcore.Origin(b"http", b"127.0.0.1", httpx.URL(nordpass_sim.url).port or 80),
+        ssl_context=None,
+        max_idle=2,
+        keepalive_expiry=30,
+        network_backend=sockets,
+    )
+    body = b'{"page": 1, "per_page": 5}'
+    for _ in range(3):
+        response = stack.handle_request(
+            httpcore.Request(
+                "POST",
+                nordpass_sim.url,
+                headers=[("Host", "127.0.0.1"), ("Content-Length", str(len(body)))],
+                content=body,
+            )
+        )
+        assert response.status == 401  # no token: the simulator read the whole request to say so
+        response.read()
+        response.close()
+    # Headers and body together, once per request, over one kept-alive connection.
+    assert len(sockets.sends) == 3 and all(size > len(body) for size in sockets.sends)
+    assert stack.opened == 1
+    stack.close()
+
+
+def test_tls_with_the_ca_from_ssl_cert_file_and_an_untrusted_certificate_refused(
+    ingestion: IngestionStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = httpx.URL(ingestion.endpoint + "/_sandbox/stats")
+    monkeypatch.setenv("SSL_CERT_FILE", ingestion.ca_file)
+    with KeepAliveTransport(url, max_idle=2) as transport:
+        for _ in range(2):
+            response = transport.handle_request(httpx.Request("GET", url))
+            response.read()
+            response.close()
+            assert response.status_code == 200
+        assert transport.stack.opened == 1
+    monkeypatch.delenv("SSL_CERT_FILE")  # the default bundle does not know the sandbox's CA
+    with KeepAliveTransport(url, max_idle=2) as transport, pytest.raises(httpx.ConnectError):
+        transport.handle_request(httpx.Request("GET", url))
