@@ -27,6 +27,7 @@ from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
+from .requests_session import EnvironmentOnceSession
 from .retry import Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
 from .sink import IngestionSink, build_logs_client
@@ -176,7 +177,11 @@ def build_connector(
             max_connections=settings.fetch_concurrency + settings.windows_ahead + 1,
         )
         stack.callback(source.close)
-        logs_client = build_logs_client(settings.data_collection_endpoint, credential)
+        # Uploads share one session, as the SDK's own would be shared; it reads the proxy and CA
+        # variables once per run instead of on every upload (see `requests_session`).
+        logs_client = build_logs_client(
+            settings.data_collection_endpoint, credential, session=EnvironmentOnceSession()
+        )
         stack.callback(logs_client.close)
         sink = IngestionSink(
             client=logs_client,

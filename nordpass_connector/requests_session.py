@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 
 
 class EnvironmentOnceSession(requests.Session):
-    """A session for one Azure SDK client (see the module docstring). Not shared between threads."""
+    """A session for one Azure SDK client (see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__()
