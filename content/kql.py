@@ -1,9 +1,9 @@
-"""Semantic KQL check of every rule and workbook query with the real Kusto analyzer.
+"""Semantic KQL check of every rule, workbook and connector-page query with the real Kusto analyzer.
 
 All queries are sent to one `node content/tools/kql-check.js` process: loading the Kusto bundle
 costs more than analysing dozens of queries, so batching keeps the check to about two seconds.
-The table schema comes from `nordpass_connector.schema`, the contract the connector and the DCR
-use, so a rule that drifts from the table fails here.
+The table schemas come from `nordpass_connector.schema`, the contract the connector and the DCR
+use, so a rule that drifts from a table fails here.
 
 Run `python -m content.kql` for a CI-style report (exit 1 on any error).
 """
@@ -22,12 +22,13 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
 
-from nordpass_connector.schema import TABLE_NAME, kusto_schema
+from nordpass_connector.schema import TABLES
 
 CONTENT_DIR = Path(__file__).resolve().parent
 REPO_ROOT = CONTENT_DIR.parent
 RULES_DIR = CONTENT_DIR / "analytic-rules"
 WORKBOOK_PATH = CONTENT_DIR / "workbooks" / "NordPass.workbook.json"
+CONNECTOR_PATH = CONTENT_DIR / "data-connectors" / "NordPass.connector.json"
 CHECKER = CONTENT_DIR / "tools" / "kql-check.js"
 KUSTO_PACKAGE = REPO_ROOT / "node_modules" / "@kusto" / "language-service-next"
 
@@ -75,7 +76,8 @@ class QueryResult:
 
 
 def kusto_tables() -> list[dict[str, str]]:
-    return [{"name": TABLE_NAME, "schema": kusto_schema()}]
+    """Every custom table the connector writes (events and health), from `schema.TABLES`."""
+    return [{"name": table.name, "schema": table.kusto_schema()} for table in TABLES]
 
 
 def rule_paths() -> list[Path]:
@@ -153,9 +155,38 @@ def substitute(text: str, variant: int = 0, constants: Mapping[str, str] | None 
     return _PARAMETER.sub(value, text)
 
 
+def load_connector(path: Path = CONNECTOR_PATH) -> dict[str, Any]:
+    """The data connector page's `connectorUiConfig`."""
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def connector_queries(ui: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(location, KQL) for every query of the connector page: graphs, samples, last data received
+    per data type and the connectivity criteria."""
+    queries = [
+        (f"connector/graph:{g['metricName']}", str(g["baseQuery"])) for g in ui.get("graphQueries", [])
+    ]
+    queries += [
+        (f"connector/sample:{q['description']}", str(q["query"])) for q in ui.get("sampleQueries", [])
+    ]
+    queries += [
+        (f"connector/lastData:{d['name']}", str(d["lastDataReceivedQuery"])) for d in ui.get("dataTypes", [])
+    ]
+    for i, criterion in enumerate(ui.get("connectivityCriteria", [])):
+        queries += [
+            (f"connector/connected:{i}.{j}", str(v)) for j, v in enumerate(criterion.get("value") or [])
+        ]
+    return queries
+
+
 def content_queries() -> list[tuple[str, str]]:
-    """Every query to check: rule queries as written, workbook queries in each parameter variant."""
+    """Every query to check: rule queries as written, workbook queries in each parameter variant,
+    and the data connector page's queries."""
     queries = [(f"rule:{p.name}", str(load_rule(p)["query"])) for p in rule_paths()]
+    if CONNECTOR_PATH.exists():
+        queries += connector_queries(load_connector())
     if WORKBOOK_PATH.exists():
         workbook = load_workbook()
         constants = workbook_constants(workbook)
@@ -178,11 +209,14 @@ def check(
     *,
     tables: Sequence[Mapping[str, str]] | None = None,
     overrides: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
+    functions: Sequence[Mapping[str, str]] = (),
 ) -> list[QueryResult]:
     """Analyse `queries` ((id, text) pairs) in one node process; results in the same order.
 
     `tables` defaults to the connector's table contract. `overrides` gives some query ids their own
-    tables (tests use a drifted schema to prove drift is caught, without a second process)."""
+    tables (tests use a drifted schema to prove drift is caught, without a second process).
+    `functions` declares stored functions (`name`, `parameters` as `(a:type=default, ...)`, `body`
+    as `{ ... }`) that the queries may call, as workspace functions such as the ASIM parsers."""
     if not KUSTO_PACKAGE.exists():
         raise KqlCheckUnavailable(f"{KUSTO_PACKAGE} is missing; run `npm ci` in {REPO_ROOT}")
     items: list[dict[str, Any]] = []
@@ -191,7 +225,11 @@ def check(
         if overrides and query_id in overrides:
             item["tables"] = list(overrides[query_id])
         items.append(item)
-    payload = {"tables": list(tables or kusto_tables()), "queries": items}
+    payload = {
+        "tables": list(tables or kusto_tables()),
+        "functions": [dict(f) for f in functions],
+        "queries": items,
+    }
     proc = subprocess.run(
         [_node(), str(CHECKER)],
         input=json.dumps(payload),

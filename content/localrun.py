@@ -9,7 +9,9 @@ What Log Analytics does that a local table does not, and how this module stands 
   `platform_time_generated()` applies the same rule when rows are loaded.
 
 Rows come from the connector's own mapping (`mapping.prepare` + `mapping.to_row`), so the tests
-exercise the same column contract the function app writes.
+exercise the same column contract the function app writes. The health table
+(`NordPassConnectorHealth_CL`) holds rows from the connector's own `health.health_row`; its rows are
+never older than the run that wrote them, so they are stored as sent.
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ import duckdb_kql
 from duckdb_kql.engine import schema as duckdb_schema
 
 from nordpass_connector import mapping
-from nordpass_connector.schema import COLUMNS, TABLE_NAME
+from nordpass_connector.schema import COLUMNS, HEALTH, TABLE_NAME, Table
 
 INGESTION_COLUMN = "_IngestionTime"
 # Log Analytics rewrites TimeGenerated values older than this to the time the row was received.
 TIME_GENERATED_MAX_AGE = timedelta(days=2)
 
-_SQL_TYPES = {"string": "VARCHAR", "long": "BIGINT", "datetime": "TIMESTAMP", "dynamic": "JSON"}
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "long": "BIGINT",
+    "real": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "datetime": "TIMESTAMP",
+    "dynamic": "JSON",
+}
 _INGESTION_CALL = re.compile(r"\bingestion_time\(\s*\)")
 
 
@@ -69,6 +78,24 @@ def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def _parse_time(value: str) -> datetime:
     # Rows carry "...Z" strings; the local table stores naive UTC like duckdb's TIMESTAMP.
     return datetime.strptime(value + "+0000", "%Y-%m-%dT%H:%M:%SZ%z").replace(tzinfo=None)
+
+
+def sql_columns(table: Table) -> str:
+    """`"Name" TYPE, ...` of a table, for CREATE TABLE."""
+    return ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
+
+
+def health_record(row: dict[str, Any]) -> list[Any]:
+    """A health row as the connector sends it, as values for the local health table."""
+    record: list[Any] = []
+    for column in HEALTH.columns:
+        value = row.get(column.name)
+        if value is not None and column.type == "datetime":
+            value = _parse_time(value)
+        elif value is not None and column.type == "dynamic":
+            value = json.dumps(value)
+        record.append(value)
+    return record
 
 
 def platform_time_generated(event_time: datetime, ingested_at: datetime) -> datetime:
@@ -122,19 +149,27 @@ def _records(loaded: Sequence[LoadedRow]) -> list[list[Any]]:
     return records
 
 
-def connect(loaded: Sequence[LoadedRow]) -> Any:
-    """The shared connection with `NordPassEventLogs_CL` holding exactly `loaded`."""
+def connect(loaded: Sequence[LoadedRow], health: Sequence[dict[str, Any]] = ()) -> Any:
+    """The shared connection with `NordPassEventLogs_CL` holding exactly `loaded` and
+    `NordPassConnectorHealth_CL` exactly the health rows `health`."""
     global _shared
     if _shared is None:
         _shared = duckdb_kql.connect()
         _shared.execute("SET TimeZone = 'UTC'")
         _shared.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(_TABLE_COLUMNS)})")
+        _shared.execute(f"CREATE TABLE {HEALTH.name} ({sql_columns(HEALTH)})")
     con = _shared
     con.execute(f"DELETE FROM {TABLE_NAME}")
+    con.execute(f"DELETE FROM {HEALTH.name}")
     records = _records(loaded)
     if records:
         placeholders = ", ".join("?" for _ in range(len(COLUMNS) + 1))
         con.executemany(f"INSERT INTO {TABLE_NAME} VALUES ({placeholders})", records)
+    if health:
+        placeholders = ", ".join("?" for _ in HEALTH.columns)
+        con.executemany(
+            f"INSERT INTO {HEALTH.name} VALUES ({placeholders})", [health_record(r) for r in health]
+        )
     return con
 
 
@@ -160,6 +195,9 @@ def execute(query: str, con: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
 
 
-def run(query: str, loaded: Sequence[LoadedRow]) -> list[dict[str, Any]]:
-    """Execute the executable form of `query` over exactly the rows `loaded`; rows as dicts."""
-    return execute(query, connect(loaded))
+def run(
+    query: str, loaded: Sequence[LoadedRow], health: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """Execute the executable form of `query` over exactly the rows `loaded` (and health rows
+    `health`); result rows as dicts."""
+    return execute(query, connect(loaded, health))

@@ -42,11 +42,15 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.package import zip_name
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
+
+if TYPE_CHECKING:  # content/ needs PyYAML; it is imported only when content is loaded
+    from content.asim import Parser
+    from content.hunting import HuntingQuery
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = REPO_ROOT / "deploy" / "azuredeploy.json"
@@ -54,6 +58,7 @@ CONTENT_TEMPLATE_PATH = REPO_ROOT / "deploy" / "sentinel-content.json"
 UI_DEFINITION_PATH = REPO_ROOT / "deploy" / "createUiDefinition.json"
 RULES_DIR = REPO_ROOT / "content" / "analytic-rules"
 WORKBOOK_PATH = REPO_ROOT / "content" / "workbooks" / "NordPass.workbook.json"
+CONNECTOR_PATH = REPO_ROOT / "content" / "data-connectors" / "NordPass.connector.json"
 
 Json = dict[str, Any]
 
@@ -75,7 +80,9 @@ API_VERSIONS: dict[str, str] = {
     "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.OperationalInsights/workspaces/tables": "2025-07-01",
+    "Microsoft.OperationalInsights/workspaces/savedSearches": "2025-07-01",
     "Microsoft.SecurityInsights/alertRules": "2025-09-01",
+    "Microsoft.SecurityInsights/dataConnectorDefinitions": "2025-09-01",
     "Microsoft.Web/serverfarms": "2024-11-01",
     "Microsoft.Web/sites": "2024-11-01",
     "Microsoft.Web/sites/extensions": "2024-11-01",
@@ -135,6 +142,7 @@ APP_SETTING_NAMES: tuple[str, ...] = (
     "DATA_COLLECTION_ENDPOINT",
     "DCR_IMMUTABLE_ID",
     "DCR_STREAM_NAME",
+    "DCR_HEALTH_STREAM_NAME",
     "AZURE_CLIENT_ID",
     "CHECKPOINT_TABLE_NAME",
 )
@@ -252,14 +260,15 @@ class CustomTable:
     description: str
 
 
-CUSTOM_TABLES: tuple[CustomTable, ...] = (
+CUSTOM_TABLES: tuple[CustomTable, ...] = tuple(
     CustomTable(
-        name=schema.TABLE_NAME,
-        stream=schema.DEFAULT_STREAM_NAME,
-        table_columns=schema.table_columns(),
-        stream_declaration=schema.stream_declaration(),
-        description="NordPass Activity API events",
-    ),
+        name=table.name,
+        stream=table.stream,
+        table_columns=table.table_columns(),
+        stream_declaration=table.stream_declaration(),
+        description=table.description,
+    )
+    for table in schema.TABLES
 )
 
 
@@ -401,16 +410,37 @@ def load_workbook(path: Path = WORKBOOK_PATH) -> str | None:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def load_connector(path: Path = CONNECTOR_PATH) -> Json | None:
+    """The data connector page's `connectorUiConfig`, or None if the content file does not exist."""
+    if not path.is_file():
+        return None
+    data: Json = json.loads(path.read_text(encoding="utf-8"))
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,63}", str(data.get("id", ""))):
+        raise ValueError(f"{path.name}: `id` must be 3-64 letters and digits (it names the resource)")
+    return data
+
+
 @dataclass(frozen=True)
 class SentinelContent:
     """Everything that goes into the content deployment, loaded from `content/`."""
 
     rules: Sequence[tuple[str, Json]] = ()
     workbook: str | None = None
+    connector: Json | None = None
+    parsers: Sequence[Parser] = ()
+    hunting_queries: Sequence[HuntingQuery] = ()
 
     @classmethod
     def load(cls) -> SentinelContent:
-        return cls(rules=load_rules(), workbook=load_workbook())
+        from content import asim, hunting
+
+        return cls(
+            rules=load_rules(),
+            workbook=load_workbook(),
+            connector=load_connector(),
+            parsers=asim.load_parsers(),
+            hunting_queries=hunting.load_queries(),
+        )
 
 
 @dataclass(frozen=True)
@@ -460,10 +490,93 @@ def workbook_resources(content: SentinelContent, workspace: Workspace) -> list[J
     ]
 
 
+def data_connector_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """The connector's page under Sentinel > Data connectors. Its status comes from the
+    definition's own KQL (`IsConnectedQuery` on the health rows), so no `dataConnectors` instance
+    is needed; that resource is for connectors Sentinel itself runs (`HasDataConnectors`)."""
+    if content.connector is None:
+        return []
+    return [
+        {
+            "type": "Microsoft.SecurityInsights/dataConnectorDefinitions",
+            "apiVersion": api("Microsoft.SecurityInsights/dataConnectorDefinitions"),
+            "scope": x(workspace.resource_id),
+            "name": content.connector["id"],
+            "kind": "Customizable",
+            "properties": {"connectorUiConfig": escape_literal(content.connector)},
+        }
+    ]
+
+
+SAVED_SEARCHES = "Microsoft.OperationalInsights/workspaces/savedSearches"
+HUNTING_CATEGORY = "Hunting Queries"  # the category Sentinel's Hunting page lists
+# The query language version savedSearches document as current.
+SAVED_SEARCH_QUERY_VERSION = 2
+
+
+def asim_parser_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """Each ASIM parser as a workspace function (`functionAlias` = the parser name), in the "ASIM"
+    category. `etag: *` lets a redeploy replace the function a previous release created. A
+    parameter-less parser calls its filtering parser, so it is created after it."""
+    names = {parser.name for parser in content.parsers}
+    resources = []
+    for parser in content.parsers:
+        resource: Json = {
+            "type": SAVED_SEARCHES,
+            "apiVersion": api(SAVED_SEARCHES),
+            "name": child_name(workspace.name, lit(parser.name)),
+            "etag": "*",
+            "properties": escape_literal(
+                {
+                    "category": "ASIM",
+                    "displayName": parser.title,
+                    "query": parser.query,
+                    "functionAlias": parser.name,
+                    "functionParameters": parser.function_parameters,
+                    "version": SAVED_SEARCH_QUERY_VERSION,
+                }
+            ),
+        }
+        called = sorted(n for n in names if n != parser.name and re.search(rf"\b{n}\b", parser.query))
+        if called:
+            resource["dependsOn"] = [x(rid(SAVED_SEARCHES, workspace.name, lit(n))) for n in called]
+        resources.append(resource)
+    return resources
+
+
+def hunting_query_resources(content: SentinelContent, workspace: Workspace) -> list[Json]:
+    """Each hunting query as a saved search in the "Hunting Queries" category, which Sentinel's
+    Hunting page lists, with its description, tactics and techniques as tags."""
+    return [
+        {
+            "type": SAVED_SEARCHES,
+            "apiVersion": api(SAVED_SEARCHES),
+            "name": child_name(workspace.name, lit(query.id)),
+            "etag": "*",
+            "properties": escape_literal(
+                {
+                    "category": HUNTING_CATEGORY,
+                    "displayName": query.name,
+                    "query": query.query,
+                    "version": SAVED_SEARCH_QUERY_VERSION,
+                    "tags": query.tags(),
+                }
+            ),
+        }
+        for query in content.hunting_queries
+    ]
+
+
 # Each builder turns loaded content into resources of the content deployment. They may use the
 # parameters `workspaceName` and `workspaceLocation` (the template declares those that are used).
 ContentBuilder = Callable[[SentinelContent, Workspace], list[Json]]
-CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (analytic_rule_resources, workbook_resources)
+CONTENT_BUILDERS: tuple[ContentBuilder, ...] = (
+    analytic_rule_resources,
+    workbook_resources,
+    data_connector_resources,
+    asim_parser_resources,
+    hunting_query_resources,
+)
 
 
 def content_resources(content: SentinelContent) -> list[Json]:
@@ -728,9 +841,9 @@ def _parameters(release: ReleasePin | None, with_content: bool) -> Json:
             "type": "bool",
             "defaultValue": True,
             "metadata": {
-                "description": "Deploy the NordPass analytic rules and workbook into the workspace (needs "
-                "Microsoft Sentinel on it). Ingestion never waits for them: if content fails, redeploy "
-                "it alone with sentinel-content.json."
+                "description": "Deploy the NordPass analytic rules, workbook and data connector page into the "
+                "workspace (needs Microsoft Sentinel on it). Ingestion never waits for them: if content "
+                "fails, redeploy it alone with sentinel-content.json."
             },
         }
     return params
@@ -760,6 +873,7 @@ def _variables(release: ReleasePin | None, with_content: bool) -> Json:
         ),
         "checkpointTableName": CHECKPOINT_TABLE_NAME,
         "streamName": schema.DEFAULT_STREAM_NAME,
+        "healthStreamName": schema.DEFAULT_HEALTH_STREAM_NAME,
         "workspaceResourceId": x(_workspace_id_expression()),
     }
     if with_content:
@@ -879,6 +993,7 @@ def build_template(content: SentinelContent | None = None, release: ReleasePin |
         ("DATA_COLLECTION_ENDPOINT", x(f"{dcr_outputs}.logsIngestionEndpoint.value")),
         ("DCR_IMMUTABLE_ID", x(f"{dcr_outputs}.immutableId.value")),
         ("DCR_STREAM_NAME", x(v("streamName"))),
+        ("DCR_HEALTH_STREAM_NAME", x(v("healthStreamName"))),
         ("AZURE_CLIENT_ID", x(f"{identity_ref}.clientId")),
         ("CHECKPOINT_TABLE_NAME", x(v("checkpointTableName"))),
     ]
@@ -1185,7 +1300,8 @@ def build_content_template(content: SentinelContent | None = None) -> Json:
         "$schema": TEMPLATE_SCHEMA,
         "contentVersion": "1.0.0.0",
         "metadata": {
-            "description": "NordPass Sentinel content only: the custom tables, analytic rules and workbook. "
+            "description": "NordPass Sentinel content only: the custom tables, analytic rules, workbook and "
+            "data connector page. "
             "Deploy it into the resource group of the workspace, for example after the content part of "
             "azuredeploy.json failed. It creates no connector resource and needs no token.",
             "generator": "deploy/build_template.py (do not edit the generated files by hand)",

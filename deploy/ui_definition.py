@@ -93,7 +93,7 @@ def build_ui_definition() -> Json:
         {
             "name": "deployContent",
             "type": "Microsoft.Common.OptionsGroup",
-            "label": "Deploy the NordPass analytic rules and workbook",
+            "label": "Deploy the NordPass analytic rules, workbook and connector page",
             "defaultValue": "Yes",
             "toolTip": "Needs Microsoft Sentinel on the workspace. Ingestion never waits for the content: "
             "if it fails, redeploy it alone with sentinel-content.json.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -18,21 +19,33 @@ import orjson
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from . import __version__
 from .checkpoint import TableCheckpointStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
-from .health import HealthRecord, merge_crash, merge_report, run_summary
+from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
 from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
+from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .requests_session import EnvironmentOnceSession
-from .retry import Retrier, RetryLog, RetryPolicy
+from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
-from .sink import IngestionSink, build_logs_client
+from .sink import IngestionHealthReporter, IngestionSink, build_logs_client
 
 log = logging.getLogger("nordpass_connector")
+
+# The health row is sent once the run's outcome is final, bounded three ways: the reporter's
+# requests (HEALTH_ROW_TIMEOUT, one retry inside it); the wait for it (HEALTH_ROW_WAIT, which also
+# covers a token request that outlasts those); and the run's own bound: nothing is sent past the
+# run's budget plus HEALTH_ROW_PAST_BUDGET seconds, so a run that spent its budget on a stalled
+# dependency is not held up again by its row.
+HEALTH_ROW_TIMEOUT = 10.0
+HEALTH_ROW_WAIT = 15.0
+HEALTH_ROW_PAST_BUDGET = 10.0
+HEALTH_ROW_MIN_SECONDS = 1.0
 
 # Loggers that are chatty at INFO or, at DEBUG, able to print request details. Our own logs never
 # carry secrets; these are held at WARNING so that a verbose host setting cannot make them.
@@ -189,6 +202,14 @@ def build_connector(
             stream_name=settings.dcr_stream_name,
             retrier=retrier,
         )
+        health = None
+        if settings.dcr_health_stream_name is not None:
+            health = IngestionHealthReporter(
+                logs_client,
+                rule_id=settings.dcr_immutable_id,
+                stream_name=settings.dcr_health_stream_name,
+                clock=clock,
+            )
         store = build_store(settings, environ)
         pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
         # One more reader than windows ahead: a narrowed window's remainder is read at once.
@@ -213,6 +234,7 @@ def build_connector(
             options=options_from(settings),
             prefetcher=prefetcher,
             uploader=uploader,
+            health=health,
         )
 
 
@@ -242,37 +264,68 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
     quiet_third_party_loggers()
     settings = load_settings(environ)
     with build_connector(settings, environ, **overrides) as connector:
+        # The run's time bound for what comes after it: the health record and row.
+        bound = Deadline.after(connector.clock, settings.run_budget_seconds + HEALTH_ROW_PAST_BUDGET)
         try:
             report = run_once(connector)
         except RunFailed as failure:
             if isinstance(failure.cause, CheckpointBusy):
-                _record_health(connector, failure.report, None)
+                _record_health(connector, settings, failure.report, None, bound=bound)
                 log.info(
                     "nordpass run busy (not a failure): %s; this run did nothing | %s",
                     failure.cause.message,
                     orjson.dumps(run_summary(failure.report)).decode(),
                 )
                 return failure.report
-            if not isinstance(failure.cause, CheckpointUnavailable):
-                # (With the table unavailable the write would only fail too, after its timeouts.)
-                _record_health(connector, failure.report, None)
+            # (With the table unavailable the record write would only fail too, after its
+            # timeouts; the health row still goes to Sentinel.)
+            keep_record = not isinstance(failure.cause, CheckpointUnavailable)
+            _record_health(connector, settings, failure.report, None, bound=bound, write_record=keep_record)
             raise
         except Exception as crash:
-            _record_health(connector, None, crash)
+            _record_health(connector, settings, None, crash, bound=bound)
             raise
-        _record_health(connector, report, None)
+        _record_health(connector, settings, report, None, bound=bound)
         return report
 
 
-def _record_health(connector: Connector, report: RunReport | None, crash: Exception | None) -> None:
-    """Merge this run into the health record beside the checkpoint.
+def _record_health(
+    connector: Connector,
+    settings: Settings,
+    report: RunReport | None,
+    crash: Exception | None,
+    *,
+    bound: Deadline,
+    write_record: bool = True,
+) -> None:
+    """The run is over and its outcome final (checkpoint committed, lease released): merge it into
+    the health record beside the checkpoint, then send its health row to Sentinel.
 
-    Best effort by design: the record is advisory, and a failure to write it must neither fail a
-    run that delivered nor replace a failed run's own error (the caller re-raises that one).
+    Best effort by design: both are advisory, and a failure of either must neither fail a run that
+    delivered nor replace a failed run's own error (the caller re-raises that one).
     """
+    now = connector.clock.now()
+    record = _write_health_record(connector, report, crash, now=now) if write_record else None
+    if connector.health is None:
+        return
+    row = health_row(
+        now=now,
+        instance=settings.instance,
+        version=__version__,
+        report=report,
+        record=record,
+        crash_class=type(crash).__name__ if crash is not None else None,
+    )
+    _send_health_row(connector.health, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
+
+
+def _write_health_record(
+    connector: Connector, report: RunReport | None, crash: Exception | None, *, now: float
+) -> HealthRecord | None:
+    """The record after this run, as written; None when it could not be read or written."""
     store = connector.store
     if not isinstance(store, TableCheckpointStore):
-        return  # a test double without a health row
+        return None  # a test double without a health row
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.
@@ -280,16 +333,45 @@ def _record_health(connector: Connector, report: RunReport | None, crash: Except
             previous = HealthRecord.decode(store.read_health())
         except CheckpointDamaged as damage:
             raise damage.in_row(store.health_row_name) from None
-        now = connector.clock.now()
         if report is not None:
             record = merge_report(previous, report, now=now)
         else:
             record = merge_crash(previous, run_id=None, error_class=type(crash).__name__, now=now)
         store.write_health(record.to_fields())
+        return record
     except ConnectorError as error:
         log.warning("could not write the health record: %s", error.describe())
     except Exception as error:  # noqa: BLE001 - see the docstring: never mask the run's outcome
         log.warning("could not write the health record: %s", type(error).__name__)
+    return None
+
+
+def _send_health_row(reporter: HealthReporter, row: dict[str, Any], *, wait: float) -> None:
+    """Send the run's health row, waiting at most `wait` seconds; any failure is one WARNING line
+    and nothing else. Events are already delivered and committed: a row that is lost loses no
+    event, and one that is sent twice repeats no event."""
+    if wait < HEALTH_ROW_MIN_SECONDS:
+        log.warning("health row not sent: the run has used its time (ignored; events are unaffected)")
+        return
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            reporter.report(row, timeout=min(HEALTH_ROW_TIMEOUT, wait))
+        except BaseException as error:  # noqa: BLE001 - reported below, on the run's thread
+            failure.append(error)
+
+    # A thread of its own, so that nothing (not even a stalled token request) can hold the run
+    # past the wait; a send still going then ends on its own request timeouts.
+    worker = threading.Thread(target=send, name="nordpass-health-row", daemon=True)
+    worker.start()
+    worker.join(wait)
+    if worker.is_alive():
+        log.warning("health row not sent: no answer within %.1f s (ignored; events are unaffected)", wait)
+    elif failure:
+        error = failure[0]
+        reason = error.describe() if isinstance(error, ConnectorError) else type(error).__name__
+        log.warning("health row not sent (ignored; events are unaffected): %s", reason)
 
 
 def run_timer_tick(

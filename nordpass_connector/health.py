@@ -1,8 +1,10 @@
-"""The health record: what the last runs did, kept beside the checkpoint for `status` and people.
+"""The health record: what the last runs did, kept beside the checkpoint for `status` and people;
+and the health row: one per run, sent to Sentinel (`NordPassConnectorHealth_CL`).
 
 Pure logic only (no SDK, no `os`): merging a run's report into the previous record, counting
-consecutive failures, converting to and from table fields, and the one-line run summary that is
-logged. The composition root reads and writes the record through the checkpoint store.
+consecutive failures, converting to and from table fields, the health row of a run, and the
+one-line run summary that is logged. The composition root reads and writes the record through the
+checkpoint store and sends the row through the health reporter.
 
 Everything stored here is either a count, a time, a fixed phrase or `ConnectorError.describe()`
 text, which by contract carries no secret and no event content.
@@ -25,6 +27,9 @@ HEALTH_VERSION = 1
 MAX_ERROR_CHARS = 1000
 
 OK, FAILED, CONFLICT, CRASHED, BUSY = "ok", "failed", "conflict", "crashed", "busy"
+# What a crash (an exception of no known class) reports: an arbitrary exception's text may quote
+# anything it touched, so never its message.
+CRASH_MESSAGE = "unexpected error; the traceback is in the Functions host log"
 
 
 def iso(seconds: float) -> str:
@@ -234,7 +239,7 @@ def merge_crash(
         last_run_at=iso(now),
         last_outcome=CRASHED,
         last_error_class=error_class,
-        last_error="unexpected error; the traceback is in the Functions host log",
+        last_error=CRASH_MESSAGE,
         last_error_at=iso(now),
         consecutive_failures=prev.consecutive_failures + 1,
         events_delivered_last_run=0,
@@ -242,6 +247,107 @@ def merge_crash(
         retries_last_run=0,
         caught_up=False,
         lag_seconds=prev.lag_now(now),
+    )
+
+
+def health_row(
+    *,
+    now: float,
+    instance: str,
+    version: str,
+    report: RunReport | None,
+    record: HealthRecord | None,
+    crash_class: str | None = None,
+) -> dict[str, Any]:
+    """The run's row of `NordPassConnectorHealth_CL`, keys in `schema.HEALTH` column order.
+
+    `report` is None for a crash (no report exists); `record` is the health record after this run,
+    or None when it could not be read (then the failure count and last success are unknown, not 0).
+    Only counts, times, our own class names and `describe()` text: nothing a run read or was told.
+    """
+    r = report or RunReport(run_id="", started_at="")
+    crashed = report is None
+    after = r.checkpoint_after or {}
+    skipped_from, skipped_to = r.skipped_gap if r.skipped_gap else (None, None)
+    held = _held_now(r, record, crashed=crashed)
+    outcome = CRASHED if crashed else r.outcome
+    error_class = crash_class if crashed else r.error_class
+    error = CRASH_MESSAGE if crashed else _error_text(r.error)
+    # One line per column; a new column in schema.HEALTH is one more line here.
+    return {
+        "TimeGenerated": iso(now),
+        "RunId": r.run_id or None,  # a crash leaves no report, so no id
+        "Instance": instance,
+        "ConnectorVersion": version,
+        "Outcome": outcome,
+        "ErrorClass": error_class or None,
+        "ErrorMessage": error if outcome != OK else None,
+        "RunStartTime": r.started_at or None,
+        "DurationSeconds": r.duration_seconds,
+        "EventsFetched": r.fetched,
+        "EventsSent": r.sent,
+        "EventsDeduplicated": r.deduplicated,
+        "EventsSetAside": r.set_aside,
+        "SetAsideReasons": dict(r.set_aside_reasons),
+        "Pages": r.pages,
+        "IngestionRequests": r.ingestion_requests,
+        "Retries": sum(r.retries.values()),
+        "RetriesByCause": dict(r.retries),
+        "NewestEventTime": r.newest_event or (record.newest_event if record else None),
+        "LagSeconds": r.lag_seconds
+        if r.lag_seconds is not None
+        else (record.lag_now(now) if record else None),
+        "CheckpointPosition": after.get("done_to") or after.get("floor"),
+        "CaughtUp": outcome == OK and r.caught_up,
+        "ConsecutiveFailures": record.consecutive_failures if record else (0 if outcome == OK else None),
+        "LastSuccessTime": record.last_success_at if record else (iso(now) if outcome == OK else None),
+        "SkippedFrom": skipped_from,
+        "SkippedTo": skipped_to,
+        "RepairedEvents": r.repaired_events,
+        "HeldWindows": held.count,
+        "OldestHeldFrom": held.start,
+        "OldestHeldTo": held.end,
+        "OldestHeldSince": held.since,
+        "HeldStuck": held.stuck,
+        "HeldReason": held.reason,
+    }
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The held-back windows as one row reports them: how many, and the oldest one."""
+
+    count: int | None = 0
+    start: str | None = None
+    end: str | None = None
+    since: str | None = None
+    stuck: bool | None = False
+    reason: str | None = None
+
+
+def _held_now(report: RunReport, record: HealthRecord | None, *, crashed: bool) -> _Held:
+    if crashed:  # no report: what the record last knew, or unknown
+        if record is None:
+            return _Held(count=None, stuck=None)
+        start, _, end = (record.held_window or "").partition("/")
+        return _Held(
+            record.held_windows,
+            start or None,
+            end or None,
+            record.oldest_held_since,
+            None,
+            record.held_reason,
+        )
+    if not report.held_windows:
+        return _Held()
+    oldest = min(report.held_windows, key=lambda h: str(h.get("since")))
+    return _Held(
+        count=len(report.held_windows),
+        start=oldest.get("from"),
+        end=oldest.get("to"),
+        since=oldest.get("since"),
+        stuck=any(bool(h.get("stuck")) for h in report.held_windows),
+        reason=_error_text(str(oldest.get("reason") or "")) or None,
     )
 
 

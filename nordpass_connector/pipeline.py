@@ -67,6 +67,7 @@ from .ports import (
     Batch,
     CheckpointStore,
     Delivery,
+    HealthReporter,
     LogSink,
     SetAsideCode,
     SetAsideRecord,
@@ -128,6 +129,9 @@ class Connector:
     options: RunOptions
     prefetcher: Executor  # reads windows ahead; at least `options.windows_ahead` threads
     uploader: Executor  # uploads batches; at least `options.uploads_in_flight` threads
+    # Where the run's health row goes once its outcome is final (composition sends it; the run never
+    # waits for it). None: no health rows.
+    health: HealthReporter | None = None
 
 
 class RunFailed(ConnectorError):

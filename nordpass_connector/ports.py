@@ -138,3 +138,10 @@ class CheckpointStore(Protocol):
     def set_aside(self, records: list[SetAsideRecord]) -> None:
         """Keep undeliverable events for inspection (idempotent by event id)."""
         ...
+
+
+class HealthReporter(Protocol):
+    def report(self, row: dict[str, Any], *, timeout: float) -> None:
+        """Deliver one health row within `timeout` seconds, with at most one retry; raises
+        SinkError (never anything else) when it could not."""
+        ...

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from .errors import ConfigurationError
-from .schema import DEFAULT_STREAM_NAME
+from .schema import DEFAULT_HEALTH_STREAM_NAME, DEFAULT_STREAM_NAME
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ NORDPASS_TOKEN = "NORDPASS_TOKEN"
 DATA_COLLECTION_ENDPOINT = "DATA_COLLECTION_ENDPOINT"
 DCR_IMMUTABLE_ID = "DCR_IMMUTABLE_ID"
 DCR_STREAM_NAME = "DCR_STREAM_NAME"
+DCR_HEALTH_STREAM_NAME = "DCR_HEALTH_STREAM_NAME"
+# DCR_HEALTH_STREAM_NAME=none: no health rows (for a DCR deployed before the health table existed).
+HEALTH_STREAM_OFF = "none"
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 STORAGE = "AzureWebJobsStorage"
 STORAGE_ACCOUNT = "AzureWebJobsStorage__accountName"
@@ -82,6 +85,7 @@ SETTING_NAMES: tuple[str, ...] = (
     DATA_COLLECTION_ENDPOINT,
     DCR_IMMUTABLE_ID,
     DCR_STREAM_NAME,
+    DCR_HEALTH_STREAM_NAME,
     AZURE_CLIENT_ID,
     STORAGE,
     STORAGE_ACCOUNT,
@@ -129,6 +133,8 @@ class Settings:
     dcr_immutable_id: str
     dcr_stream_name: str
     storage: StorageSettings
+    # The DCR stream for one health row per run; None when turned off.
+    dcr_health_stream_name: str | None = DEFAULT_HEALTH_STREAM_NAME
     azure_client_id: str | None = None
     checkpoint_table: str = "nordpasscheckpoint"
     instance: str = "default"
@@ -345,6 +351,21 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     stream = r.text(DCR_STREAM_NAME, required=False, default=DEFAULT_STREAM_NAME) or DEFAULT_STREAM_NAME
     if not _STREAM.match(stream):
         r.problems.append(f"{DCR_STREAM_NAME} must be a custom stream name like {DEFAULT_STREAM_NAME}")
+    health_stream: str | None = (
+        r.text(DCR_HEALTH_STREAM_NAME, required=False, default=DEFAULT_HEALTH_STREAM_NAME)
+        or DEFAULT_HEALTH_STREAM_NAME
+    )
+    if health_stream is not None and health_stream.lower() == HEALTH_STREAM_OFF:
+        health_stream = None
+    elif health_stream is not None and not _STREAM.match(health_stream):
+        r.problems.append(
+            f"{DCR_HEALTH_STREAM_NAME} must be a custom stream name like {DEFAULT_HEALTH_STREAM_NAME} "
+            f"(or {HEALTH_STREAM_OFF!r} to send no health rows)"
+        )
+    elif health_stream == stream:
+        r.problems.append(
+            f"{DCR_HEALTH_STREAM_NAME} must differ from {DCR_STREAM_NAME}: health rows have their own table"
+        )
 
     store = _read_store(r)
 
@@ -367,6 +388,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         data_collection_endpoint=dce.rstrip("/"),
         dcr_immutable_id=dcr,
         dcr_stream_name=stream,
+        dcr_health_stream_name=health_stream,
         storage=store.storage,
         azure_client_id=store.azure_client_id,
         checkpoint_table=store.checkpoint_table,

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
@@ -45,6 +46,7 @@ from isal import igzip
 
 from . import USER_AGENT
 from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
+from .clock import Clock
 from .errors import (
     SinkAuthError,
     SinkConfigError,
@@ -54,7 +56,7 @@ from .errors import (
     SinkUnavailable,
 )
 from .ports import Batch, Delivery, Rejection, SetAsideCode
-from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
+from .retry import Deadline, Retrier, RetryLog, RetryPolicy, Verdict, classify_status, parse_retry_after
 from .throttle import RateBudget
 
 log = logging.getLogger(__name__)
@@ -450,20 +452,21 @@ class IngestionSink:
         return parse_retry_after(_header(exc, "Retry-After"), now=self._retrier.clock.now())
 
 
-def check_upload(
-    client: LogsIngestionClient, *, rule_id: str, stream_name: str, timeout: float = 10.0
+def _upload_once(
+    client: LogsIngestionClient, *, rule_id: str, stream_name: str, body: bytes, timeout: float, what: str
 ) -> str:
-    """Health check: POST `[]` to the stream (nothing is ingested). Returns the client request id.
+    """One POST of `body` to the stream, no retry; returns the client request id.
 
-    Surfaces at once what a real upload would hit: SinkAuthError (401, or 403 during role
-    propagation), SinkConfigError (404: endpoint, DCR id or stream), SinkUnavailable (anything else).
+    Raises SinkTokenUnavailable (no token), SinkAuthError (401, 403), SinkConfigError (404: endpoint,
+    DCR id or stream) or SinkUnavailable (anything else). Messages carry status and error codes only,
+    never a body.
     """
     client_request_id = str(uuid.uuid4())
     try:
         client.upload(
             rule_id,
             stream_name,
-            io.BytesIO(b"[]"),
+            io.BytesIO(body),
             request_id=client_request_id,
             connection_timeout=timeout,
             read_timeout=timeout,
@@ -477,7 +480,7 @@ def check_upload(
         status = exc.status_code or 0
         code = _error_code(exc)
         ids = _request_ids(exc, client_request_id)
-        log.warning("ingestion health check failed: HTTP %d (%s) %s", status, code, ids)
+        log.warning("ingestion %s failed: HTTP %d (%s) %s", what, status, code, ids)
         if status == 401:
             raise SinkAuthError(f"the Logs Ingestion API rejected the token (401, {code})") from None
         if status == 403:
@@ -490,9 +493,86 @@ def check_upload(
                 f"{stream_name!r}"
             ) from None
         raise SinkUnavailable(
-            f"the Logs Ingestion API answered HTTP {status} ({code}) to the health check"
+            f"the Logs Ingestion API answered HTTP {status} ({code}) to the {what}"
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        log.warning("ingestion health check: %s client_request_id=%s", type(exc).__name__, client_request_id)
+        log.warning("ingestion %s: %s client_request_id=%s", what, type(exc).__name__, client_request_id)
         raise SinkUnavailable(f"the Logs Ingestion API could not be reached ({type(exc).__name__})") from None
     return client_request_id
+
+
+def check_upload(
+    client: LogsIngestionClient, *, rule_id: str, stream_name: str, timeout: float = 10.0
+) -> str:
+    """Health check: POST `[]` to the stream (nothing is ingested). Returns the client request id.
+
+    Surfaces at once what a real upload would hit: SinkAuthError (401, or 403 during role
+    propagation), SinkConfigError (404: endpoint, DCR id or stream), SinkUnavailable (anything else).
+    """
+    return _upload_once(
+        client, rule_id=rule_id, stream_name=stream_name, body=b"[]", timeout=timeout, what="health check"
+    )
+
+
+HEALTH_STREAM_ACTION = (
+    "the data collection rule does not declare the health stream: redeploy the template of this "
+    "release (it adds the stream and the NordPassConnectorHealth_CL table), or set "
+    "DCR_HEALTH_STREAM_NAME=none to send no health rows"
+)
+
+HEALTH_RETRY_ACTION = "nothing to do if it clears: the next run sends its own health row"
+
+
+class IngestionHealthReporter:
+    """`HealthReporter` on the Logs Ingestion API: one row per run to the health stream of the same
+    DCR, through the same client as the events.
+
+    Deliberately small: the row is advisory and must never hold up or repeat event delivery, so it
+    gets the short time bound its caller gives, one retry for a transient failure (5xx, 429,
+    timeout, lost connection) and none for an auth or configuration answer.
+    """
+
+    def __init__(
+        self,
+        client: LogsIngestionClient,
+        *,
+        rule_id: str,
+        stream_name: str,
+        clock: Clock,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._rule_id = rule_id
+        self._stream = stream_name
+        self._clock = clock
+        # Its own retry log: the run's report is final by now and must not change.
+        self._retrier = Retrier(
+            RetryPolicy(base_delay=retry_delay, max_delay=retry_delay, max_attempts=2), clock, RetryLog()
+        )
+
+    def report(self, row: dict[str, Any], *, timeout: float) -> None:
+        body = orjson.dumps([row])
+        deadline = Deadline.after(self._clock, timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise SinkUnavailable(
+                    f"no time left for the health row ({timeout:g} s)", action=HEALTH_RETRY_ACTION
+                )
+            try:
+                _upload_once(
+                    self._client,
+                    rule_id=self._rule_id,
+                    stream_name=self._stream,
+                    body=body,
+                    timeout=max(0.1, remaining),
+                    what="health row",
+                )
+                return
+            except SinkConfigError as error:
+                raise SinkConfigError(error.message, action=HEALTH_STREAM_ACTION) from None
+            except SinkUnavailable as error:
+                if not self._retrier.pause(attempt, cause="health", deadline=deadline):
+                    raise SinkUnavailable(error.message, action=HEALTH_RETRY_ACTION) from None

@@ -13,8 +13,10 @@ what is left. Time is real; only the safety delay is shortened so a live tick se
 old instead of a minute old.
 
 At the end it checks delivery against the simulator's ground truth (every generated EventId exactly
-once), runs each analytic rule's KQL over the landed rows with duckdb-kql, prints a short summary and
-writes `report.html` (inline SVG, no scripts) plus `summary.json` into the state folder.
+once), runs each analytic rule's KQL over the landed rows with duckdb-kql, reads the connector's
+health rows (one per tick, in `NordPassConnectorHealth_CL`) and the status its Sentinel connector
+page would show, prints a short summary and writes `report.html` (inline SVG, no scripts) plus
+`summary.json` into the state folder.
 
 State lives in one folder: a second run reuses it (the checkpoint in Azurite, the landed rows, the
 events the simulator served, so the ground truth still covers every run); `--fresh` clears it.
@@ -55,7 +57,7 @@ from nordpass_connector.errors import SettingsFileError
 from nordpass_connector.schema import TABLE_NAME
 from nordpass_connector.settings_file import read_values
 
-from . import datagen
+from . import datagen, demo_content
 from .azurite import Azurite, AzuriteUnavailable, azurite_bin, ensure_installed
 from .ingestion import IngestionStandIn
 from .nordpass_sim import NordPassSimulator
@@ -110,6 +112,14 @@ EXPECTED_RULES: dict[str, tuple[str, ...]] = {
     "vault_export": ("VaultExport",),
     "token_revocation": ("ActivityTokenRevocation",),
     "breach_finding": ("UserDataDetectedInBreach", "DomainDataDetectedInBreach"),
+    # Planted for the hunting queries (sandbox.demo_content.EXPECTED_HUNTING); where a rule also
+    # sees them, it is listed.
+    "slow_brute_force": (),
+    "off_hours_admin": (),
+    "factor_change_then_export": ("VaultExport",),
+    "external_sharing_burst": (),
+    "bulk_mfa_reset": ("AdminMfaOrMasterPasswordChange",),
+    "secret_harvesting": (),
 }
 
 log = logging.getLogger("sandbox.demo")
@@ -247,6 +257,7 @@ class ScriptedIncident:
     start: int
     end: int
     detected_by: list[str] = field(default_factory=list)
+    hunted_by: list[str] = field(default_factory=list)
 
 
 class EventHistory:
@@ -425,9 +436,13 @@ class DemoResult:
     incidents: list[ScriptedIncident]
     rules: list[dict[str, Any]]
     run_reports: list[dict[str, Any]]  # the timer's own JSON run reports, one per tick
+    health: list[dict[str, Any]]  # this run's rows of NordPassConnectorHealth_CL, one per tick
+    connector_page: dict[str, Any]  # what the connector page's connectivity query says
     report_path: str
     seconds: float
     started_at: str
+    asim: dict[str, Any] = field(default_factory=dict)  # what the ASIM parsers return (demo_content)
+    hunting: list[dict[str, Any]] = field(default_factory=list)  # hunting query results (demo_content)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -516,6 +531,7 @@ def build_incidents(factory: datagen.EventFactory, run: int) -> list[datagen.Inc
         datagen.vault_export(factory, person(2), at=0),
         datagen.token_revocation(factory, org.admins[(run - 1) % len(org.admins)], at=0),
         datagen.breach_finding(factory, person(3), at=0),
+        *demo_content.live_scenarios(factory, run),
     ]
 
 
@@ -562,6 +578,7 @@ class StandIns:
             "DATA_COLLECTION_ENDPOINT": self.ingestion.endpoint,
             "DCR_IMMUTABLE_ID": self.ingestion.dcr_immutable_id,
             "DCR_STREAM_NAME": self.ingestion.stream_name,
+            "DCR_HEALTH_STREAM_NAME": str(self.ingestion.health_stream_name),
             "AzureWebJobsStorage": self.azurite.connection_string,
             "CHECKPOINT_TABLE_NAME": CHECKPOINT_TABLE,
             "NORDPASS_SAFETY_DELAY_SECONDS": str(cfg.safety_delay),
@@ -603,7 +620,8 @@ def start_stand_ins(stack: ExitStack, cfg: DemoConfig) -> StandIns:
 
 def run_sandbox(cfg: DemoConfig) -> DemoResult:
     started = time.monotonic()
-    started_at = _utc(time.time())
+    started_wall = time.time()
+    started_at = _utc(started_wall)
     preflight()
     for offset, what in enumerate(("NordPass simulator", "Logs Ingestion stand-in", "token endpoint")):
         check_port_free(cfg.port_base + offset if cfg.port_base else 0, what)
@@ -628,6 +646,7 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         now = int(time.time())
         run = 1 if state is None else state.runs + 1
         factory = datagen.EventFactory(org, seed=cfg.seed * 1000 + run)
+        planted: list[datagen.Incident] = []
         if state is None:
             anchor = now
             start = anchor - int(cfg.history_days * DAY)
@@ -636,6 +655,9 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
             # depend on the exact second the first tick plans its first window.
             generated = factory.background(start, backfill_start - 300, per_minute=cfg.per_minute / 4)
             generated += factory.background(backfill_start + 300, anchor, per_minute=cfg.per_minute)
+            # Scenarios only history can hold (a brute force over days, admin work last night).
+            planted = demo_content.history_scenarios(factory, anchor)
+            generated += [event for incident in planted for event in incident.events]
             state = DemoState(STATE_VERSION, cfg.seed, cfg.members, backfill_start, anchor, 0)
             history.append(generated)
             note = f"{_fmt(len(generated))} events over {cfg.history_days:g} days (backfill: the last {BACKFILL_DAYS})"
@@ -672,7 +694,8 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
             i: [k for k in range(len(incidents)) if k * cfg.live_ticks // len(incidents) == i]
             for i in range(cfg.live_ticks)
         }
-        records: list[ScriptedIncident] = []
+        # The history's scenarios land with the backfill, the first tick.
+        records: list[ScriptedIncident] = [_incident_record(i, run, 1) for i in planted]
         ticks: list[TickLine] = []
         this_run_generated = len(generated)
         capture = stack.enter_context(captured_reports())
@@ -755,7 +778,11 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
     try:
         earlier = [ScriptedIncident(**i) for i in state.incidents if i.get("run") != run]
         rules = run_rules(con, [*records, *earlier], run=run)
+        asim_view = demo_content.run_asim(con, [*records, *earlier], run=run)
+        hunting = demo_content.run_hunting(con, [*records, *earlier], run=run, attribute=attribute)
         data = report_html.collect(con)
+        health = report_html.health_rows(con, since=int(started_wall))
+        page = connector_page_status(con)
     finally:
         con.close()
     report_path = cfg.state_dir / "report.html"
@@ -781,9 +808,13 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         incidents=records,
         rules=rules,
         run_reports=list(capture.reports),
+        health=health,
+        connector_page=page,
         report_path=str(report_path),
         seconds=0.0,
         started_at=started_at,
+        asim=asim_view,
+        hunting=hunting,
     )
     result.seconds = round(time.monotonic() - started, 1)
     report_path.write_text(report_html.render(result.to_dict(), data), encoding="utf-8")
@@ -850,7 +881,8 @@ def attribute(row: dict[str, Any], incidents: Sequence[ScriptedIncident]) -> Scr
         return next((i for i in incidents if attacker_ips & set(i.ips)), None)
     times = _row_times(row)
     for incident in incidents:
-        in_time = not times or any(incident.start - 5 <= t <= incident.end + 5 for t in times)
+        # The row's time span (one time, or first/last of an aggregate) meets the incident's.
+        in_time = not times or (min(times) <= incident.end + 5 and max(times) >= incident.start - 5)
         if values & set(incident.emails) and in_time:
             return incident
     return None
@@ -905,6 +937,26 @@ def run_rules(con: Any, incidents: Sequence[ScriptedIncident], *, run: int) -> l
     return results
 
 
+def connector_page_status(con: Any) -> dict[str, Any]:
+    """The connector page's own connectivity query (content/data-connectors), run on the landed
+    health rows: "Connected" means a successful run in its window."""
+    import duckdb_kql
+
+    from content import kql, localrun
+
+    (query,) = kql.load_connector()["connectivityCriteria"][0]["value"]
+    relation = duckdb_kql.query(con, localrun.executable_form(query))
+    names = [d[0] for d in relation.description]
+    rows = [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+    if not rows:
+        return {"connected": False, "last_successful_run": None}
+    last = rows[0]["LastSuccessfulRun"]
+    return {
+        "connected": bool(rows[0]["IsConnected"]),
+        "last_successful_run": last.replace(tzinfo=UTC).timestamp(),
+    }
+
+
 # -- output ----------------------------------------------------------------------------------------
 
 
@@ -946,8 +998,34 @@ def print_summary(result: DemoResult) -> None:
         )
     for r in skipped:
         _out(f"  {rule_names[r['rule']]}: {r['status']} ({r.get('reason', '')})")
+    for line in demo_content.summary_lines(result.to_dict(), width):
+        _out(line)
+    print_health(result)
     _out(f"report     {shown(Path(result.report_path))}")
     _out(f"took       {result.seconds:.0f} s")
+
+
+def print_health(result: DemoResult) -> None:
+    """The health rows the runs sent to Sentinel, one line each, and the connector page's status."""
+    outcomes = Counter(h["Outcome"] for h in result.health)
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    _out(
+        f"health     {len(result.health)} rows in NordPassConnectorHealth_CL ({counts or 'none'}), one per tick"
+    )
+    for h in result.health:
+        lag = "-" if h["LagSeconds"] is None else f"{h['LagSeconds']:,.0f} s"
+        failures = "-" if h["ConsecutiveFailures"] is None else h["ConsecutiveFailures"]
+        line = (
+            f"  {datetime.fromtimestamp(h['TimeGenerated'], UTC):%H:%M:%S}  {h['Outcome']:<8} "
+            f"sent {_fmt(h['EventsSent']):>7}   lag {lag:>9}   failures in a row {failures}"
+        )
+        _out(line + (f"   {h['ErrorClass']}" if h["ErrorClass"] else ""))
+    page = result.connector_page
+    if page.get("connected"):
+        when = datetime.fromtimestamp(page["last_successful_run"], UTC).strftime("%H:%M:%S UTC")
+        _out(f"  connector page: Connected (a successful run at {when})")
+    else:
+        _out("  connector page: Disconnected (no successful run in the last 30 minutes)")
 
 
 def screenshot(html: Path, png: Path) -> None:
@@ -965,7 +1043,7 @@ def screenshot(html: Path, png: Path) -> None:
                 *CHROMIUM_HEADLESS_FLAGS,
                 f"--user-data-dir={profile}",
                 "--hide-scrollbars",
-                "--window-size=1280,2350",
+                "--window-size=1280,2700",
                 f"--screenshot={png}",
                 html.resolve().as_uri(),
             ],

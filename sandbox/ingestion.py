@@ -11,6 +11,10 @@ does, including the behaviours that lose data silently:
 - columns not in the stream declaration are dropped with 204 (case-sensitive: `eventid` is not
   `EventId`), and a TimeGenerated older than 2 days (or over 1 day ahead) becomes the receive time.
 
+Like the deployed DCR it declares two streams: the events (`Custom-NordPassEventLogs_CL`) and the
+connector's health rows (`Custom-NordPassConnectorHealth_CL`), each landing in its own table. A
+stand-in built with `health_stream_name=None` is a DCR from before the health table: 404 for it.
+
 Scripted faults (429 with or without Retry-After, any 5xx/408, stalls, dropped connections) follow
 a small list of `Fault` rules. A 400 is about content, as on the real service: `refuse` names
 records (by EventId or by a marker in their JSON) that make any request holding them fail with 400,
@@ -76,7 +80,8 @@ class Fault:
     kind="drop": read the request, then abort the TCP connection without an answer.
 
     When: `on_call` (the n-th ingestion call since reset, 1-based) or every call; then `rate` (seeded
-    probability); `times` is how often it may still fire (None = forever).
+    probability); `times` is how often it may still fire (None = forever). `stream`, when set,
+    limits the fault to calls for that stream (e.g. only the health rows).
     """
 
     kind: FaultKind = "status"
@@ -87,6 +92,7 @@ class Fault:
     times: int | None = 1
     on_call: int | None = None
     rate: float | None = None
+    stream: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -123,22 +129,29 @@ class Call:
 
 # -- the row store -------------------------------------------------------------------------------
 
-_SQL_TYPES = {"string": "VARCHAR", "long": "BIGINT", "datetime": "TIMESTAMP", "dynamic": "JSON"}
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "long": "BIGINT",
+    "real": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "datetime": "TIMESTAMP",
+    "dynamic": "JSON",
+}
 
 
-def _create_table_sql() -> str:
-    cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in schema.COLUMNS)
-    return f"CREATE TABLE IF NOT EXISTS {schema.TABLE_NAME} ({cols})"
+def _create_table_sql(table: schema.Table = schema.EVENTS) -> str:
+    cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
 
 
-def _select_list(ref: Callable[[str], str], dynamic: Callable[[str], str]) -> str:
+def _select_list(table: schema.Table, ref: Callable[[str], str], dynamic: Callable[[str], str]) -> str:
     """Columns of the table, extracted from one JSON object, with Azure's conversions."""
     exprs = []
-    for c in schema.COLUMNS:
+    for c in table.columns:
         if c.type == "string":
             expr = ref(c.name)
-        elif c.type == "long":
-            expr = f"TRY_CAST({ref(c.name)} AS BIGINT)"
+        elif c.type in ("long", "real", "boolean"):
+            expr = f"TRY_CAST({ref(c.name)} AS {_SQL_TYPES[c.type]})"
         elif c.type == "dynamic":
             expr = dynamic(c.name)
         else:
@@ -155,30 +168,31 @@ def _select_list(ref: Callable[[str], str], dynamic: Callable[[str], str]) -> st
     return ", ".join(exprs)
 
 
-def _insert_from_text_sql() -> str:
+def _insert_from_text_sql(table: schema.Table = schema.EVENTS) -> str:
     """INSERT ... SELECT over the request's JSON text: works for any array (non-objects skipped)."""
     select = _select_list(
+        table,
         lambda name: f"j->>'{name}'",
         lambda name: f"CASE WHEN json_type(j->'{name}') = 'NULL' THEN NULL ELSE j->'{name}' END",
     )
     return (
-        f"INSERT INTO {schema.TABLE_NAME} SELECT {select} "
+        f"INSERT INTO {table.name} SELECT {select} "
         "FROM (SELECT unnest(from_json($body::JSON, '[\"JSON\"]')) AS j) WHERE json_type(j) = 'OBJECT'"
     )
 
 
-def _insert_from_file_sql() -> str:
+def _insert_from_file_sql(table: schema.Table = schema.EVENTS) -> str:
     """INSERT ... SELECT over read_json of the body written to a file: measured about 3x faster than
     from_json on 1 MB bodies (~30 ms instead of ~90 ms on a 2-core box). Only the declared columns
     are read and read_json matches keys case-sensitively: the real API's silent drop."""
-    types = ", ".join(f"'{c.name}': '{'JSON' if c.type == 'dynamic' else 'VARCHAR'}'" for c in schema.COLUMNS)
+    types = ", ".join(f"'{c.name}': '{'JSON' if c.type == 'dynamic' else 'VARCHAR'}'" for c in table.columns)
     select = _select_list(
+        table,
         lambda name: f'"{name}"',
         lambda name: f'CASE WHEN json_type("{name}") = \'NULL\' THEN NULL ELSE "{name}" END',
     )
     return (
-        f"INSERT INTO {schema.TABLE_NAME} SELECT {select} "
-        f"FROM read_json($path, format='array', columns={{{types}}})"
+        f"INSERT INTO {table.name} SELECT {select} FROM read_json($path, format='array', columns={{{types}}})"
     )
 
 
@@ -189,17 +203,38 @@ class RowStore:
         self.kind = kind
         self._lock = threading.Lock()
         self._accepted = 0
+        self._health_accepted = 0  # rows of the health stream (not counted as events)
         self._ids: Counter[str] = Counter()
         self._con: Any = None
         if kind == "duckdb":
             import duckdb_kql
 
             self._con = duckdb_kql.connect(str(db_path) if db_path else ":memory:")
-            self._con.execute(_create_table_sql())
+            for table in schema.TABLES:
+                self._con.execute(_create_table_sql(table))
             self._insert_text = _insert_from_text_sql()
             self._insert_file = _insert_from_file_sql()
+            self._insert_health = _insert_from_text_sql(schema.HEALTH)
             self._spool = Path(tempfile.mkdtemp(prefix="ingestion-spool-"))
             self._accepted = self._con.execute(f"SELECT count(*) FROM {schema.TABLE_NAME}").fetchone()[0]
+
+    def add_health(self, raw_body: bytes, rows: list[Any], received: datetime) -> None:
+        """Rows of the health stream: a handful per run, so the simple path is fast enough."""
+        objects = [r for r in rows if isinstance(r, dict)]
+        with self._lock:
+            self._health_accepted += len(objects)
+            if self._con is not None:
+                naive_utc = received.astimezone(UTC).replace(tzinfo=None)
+                self._con.execute(self._insert_health, {"body": raw_body.decode("utf-8"), "recv": naive_utc})
+
+    @property
+    def health_accepted(self) -> int:
+        with self._lock:
+            return self._health_accepted
+
+    def health_rows(self) -> list[dict[str, Any]]:
+        """`NordPassConnectorHealth_CL` as landed, oldest first."""
+        return self._table_rows(schema.HEALTH, order_by="TimeGenerated")
 
     def add(self, raw_body: bytes, rows: list[Any], received: datetime) -> None:
         objects = [r for r in rows if isinstance(r, dict)]
@@ -249,12 +284,16 @@ class RowStore:
             return list(self._con.execute(query, params or []).fetchall())
 
     def rows(self) -> list[dict[str, Any]]:
+        return self._table_rows(schema.EVENTS)
+
+    def _table_rows(self, table: schema.Table, *, order_by: str | None = None) -> list[dict[str, Any]]:
         self._need_db()
+        order = f' ORDER BY "{order_by}"' if order_by else ""
         with self._lock:
-            cur = self._con.execute(f"SELECT * FROM {schema.TABLE_NAME}")
+            cur = self._con.execute(f"SELECT * FROM {table.name}{order}")
             names = [d[0] for d in cur.description]
             got = cur.fetchall()
-        dynamic = {c.name for c in schema.COLUMNS if c.type == "dynamic"}
+        dynamic = {c.name for c in table.columns if c.type == "dynamic"}
         out = []
         for values in got:
             row = dict(zip(names, values, strict=True))
@@ -267,9 +306,11 @@ class RowStore:
     def clear(self) -> None:
         with self._lock:
             self._accepted = 0
+            self._health_accepted = 0
             self._ids.clear()
             if self._con is not None:
-                self._con.execute(f"DELETE FROM {schema.TABLE_NAME}")
+                for table in schema.TABLES:
+                    self._con.execute(f"DELETE FROM {table.name}")
 
     def close(self) -> None:
         with self._lock:
@@ -303,6 +344,7 @@ class _Behaviour:
         expected_token: str | None,
         dcr_immutable_id: str,
         stream_name: str,
+        health_stream_name: str | None,
         max_request_bytes: int,
         keep_bodies: bool,
         seed: int,
@@ -311,6 +353,7 @@ class _Behaviour:
         self.expected_token = expected_token
         self.dcr_immutable_id = dcr_immutable_id
         self.stream_name = stream_name
+        self.health_stream_name = health_stream_name
         self.max_request_bytes = max_request_bytes
         self.keep_bodies = keep_bodies
         self.latency = 0.0
@@ -344,12 +387,14 @@ class _Behaviour:
                     r["EventId"] for r in rows if isinstance(r, dict) and isinstance(r.get("EventId"), str)
                 )
 
-    def next_call(self) -> tuple[int, Fault | None]:
+    def next_call(self, stream: str) -> tuple[int, Fault | None]:
         with self.lock:
             self.counter += 1
             n = self.counter
             for fault in self.faults:
                 if fault.times is not None and fault.times <= 0:
+                    continue
+                if fault.stream is not None and fault.stream != stream:
                     continue
                 if fault.on_call is not None and fault.on_call != n:
                     continue
@@ -370,7 +415,7 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
         dcr = request.path_params["dcr"]
         stream = request.path_params["stream"]
         wire = await request.body()
-        number, fault = b.next_call()
+        number, fault = b.next_call(stream)
         received = datetime.now(UTC)
         auth = request.headers.get("authorization", "")
         auth_ok = auth.startswith("Bearer ") and (b.expected_token is None or auth[7:] == b.expected_token)
@@ -434,7 +479,8 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
             return answer(
                 _error(404, "NotFound", f"Data collection rule with immutable Id '{dcr}' not found.")
             )
-        if stream != b.stream_name:
+        health = stream == b.health_stream_name and stream is not None
+        if stream != b.stream_name and not health:
             return answer(
                 _error(
                     404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule."
@@ -468,7 +514,7 @@ def _build_app(b: _Behaviour, store: RowStore) -> Any:
                 _error(400, b.refuse_code, "The request contains a record that could not be ingested.")
             )
         if rows:
-            await run_in_threadpool(store.add, raw, rows, received)
+            await run_in_threadpool(store.add_health if health else store.add, raw, rows, received)
         return answer(Response(status_code=204))
 
     async def calls(request: Request) -> JSONResponse:
@@ -598,6 +644,7 @@ def _stats(b: _Behaviour, store: RowStore) -> dict[str, Any]:
         "wire_bytes": wire,
         "raw_bytes": raw,
         "accepted_rows": store.accepted,
+        "health_rows": store.health_accepted,
         "duplicate_event_ids": len(dups),
         "duplicate_rows": sum(v - 1 for v in dups.values()),
         "faults": faults,
@@ -615,6 +662,7 @@ class IngestionStandIn:
         expected_token: str | None = None,
         dcr_immutable_id: str = DEFAULT_DCR_IMMUTABLE_ID,
         stream_name: str = schema.DEFAULT_STREAM_NAME,
+        health_stream_name: str | None = schema.DEFAULT_HEALTH_STREAM_NAME,
         store: StoreKind = "duckdb",
         db_path: str | Path | None = None,
         max_request_bytes: int = MAX_REQUEST_BYTES,
@@ -627,6 +675,7 @@ class IngestionStandIn:
             expected_token=expected_token,
             dcr_immutable_id=dcr_immutable_id,
             stream_name=stream_name,
+            health_stream_name=health_stream_name,
             max_request_bytes=max_request_bytes,
             keep_bodies=keep_bodies,
             seed=seed,
@@ -675,10 +724,20 @@ class IngestionStandIn:
     def stream_name(self) -> str:
         return self._b.stream_name
 
+    @property
+    def health_stream_name(self) -> str | None:
+        return self._b.health_stream_name
+
     # -- steering --------------------------------------------------------------------------------
     def set_expected_token(self, token: str | None) -> None:
         with self._b.lock:
             self._b.expected_token = token
+
+    def declare_health_stream(self, name: str | None) -> None:
+        """Which health stream the "DCR" declares; None: a DCR deployed before the health table
+        (its stream answers 404 InvalidStream)."""
+        with self._b.lock:
+            self._b.health_stream_name = name
 
     def set_latency(self, milliseconds: float) -> None:
         with self._b.lock:
@@ -701,9 +760,12 @@ class IngestionStandIn:
         on_call: int | None = None,
         rate: float | None = None,
         retry_after: str | float | None = None,
+        stream: str | None = None,
     ) -> Fault:
         ra = None if retry_after is None else str(retry_after)
-        return self.add_fault(Fault("status", status, ra, times=times, on_call=on_call, rate=rate))
+        return self.add_fault(
+            Fault("status", status, ra, times=times, on_call=on_call, rate=rate, stream=stream)
+        )
 
     def throttle(self, *, retry_after: str | float | None = "1", times: int | None = 1) -> Fault:
         return self.fail(429, times=times, retry_after=retry_after)
@@ -712,11 +774,15 @@ class IngestionStandIn:
         """403 for the next `times` calls (None: until cleared), like a role still propagating."""
         return self.fail(403, times=times)
 
-    def stall(self, seconds: float, *, times: int | None = 1, accept: bool = False) -> Fault:
-        return self.add_fault(Fault("stall", stall_seconds=seconds, times=times, accept=accept))
+    def stall(
+        self, seconds: float, *, times: int | None = 1, accept: bool = False, stream: str | None = None
+    ) -> Fault:
+        return self.add_fault(
+            Fault("stall", stall_seconds=seconds, times=times, accept=accept, stream=stream)
+        )
 
-    def drop(self, *, times: int | None = 1, on_call: int | None = None) -> Fault:
-        return self.add_fault(Fault("drop", times=times, on_call=on_call))
+    def drop(self, *, times: int | None = 1, on_call: int | None = None, stream: str | None = None) -> Fault:
+        return self.add_fault(Fault("drop", times=times, on_call=on_call, stream=stream))
 
     def refuse(
         self, *, event_ids: Sequence[str] = (), marker: bytes | None = None, code: str = "InvalidContent"
@@ -759,6 +825,10 @@ class IngestionStandIn:
 
     def rows(self) -> list[dict[str, Any]]:
         return self.store.rows()
+
+    def health_rows(self) -> list[dict[str, Any]]:
+        """The health stream's rows (`NordPassConnectorHealth_CL`), oldest first."""
+        return self.store.health_rows()
 
     def kql(self, query: str) -> list[tuple[Any, ...]]:
         return self.store.kql(query)
@@ -814,6 +884,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None, help="expected bearer (default: any bearer)")
     parser.add_argument("--dcr", default=DEFAULT_DCR_IMMUTABLE_ID)
     parser.add_argument("--stream", default=schema.DEFAULT_STREAM_NAME)
+    parser.add_argument("--health-stream", default=schema.DEFAULT_HEALTH_STREAM_NAME)
     parser.add_argument("--store", choices=["duckdb", "count"], default="duckdb")
     parser.add_argument("--db", default=None, help="DuckDB file to persist accepted rows")
     parser.add_argument("--latency-ms", type=float, default=0.0)
@@ -823,6 +894,7 @@ def main(argv: list[str] | None = None) -> None:
         expected_token=args.token,
         dcr_immutable_id=args.dcr,
         stream_name=args.stream,
+        health_stream_name=args.health_stream,
         store=args.store,
         db_path=args.db,
         port=args.port,

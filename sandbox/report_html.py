@@ -3,7 +3,8 @@
 No scripts, fonts or stylesheets are fetched, so the file opens offline and in a locked-down
 browser. The charts follow the workbook's tabs: activity over time by area (admin / vault / logins,
 from `sandbox.catalog`), top actions, logins by platform, failed logins by user, and the analytic
-rules' hits with the scripted incident each one points at.
+rules' hits with the scripted incident each one points at; then the connector's health rows and
+the status its Sentinel connector page would show.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nordpass_connector.schema import TABLE_NAME
+from nordpass_connector.schema import HEALTH_TABLE_NAME, TABLE_NAME
 
-from . import catalog
+from . import catalog, demo_content
 
 AREA_COLORS = {"admin": "#7b5ea7", "vault": "#2f76b7", "logins": "#3a9d5d"}
 AREA_LABELS = {"admin": "Admin Panel", "vault": "Vault", "logins": "Logins"}
@@ -49,8 +50,37 @@ def open_landed(db_path: Path) -> Any:
         f'(SELECT "EventId", min("IngestedAt") AS "IngestedAt" FROM landed._demo_ingestion GROUP BY 1) i '
         f'ON t."EventId" = i."EventId"'
     )
+    # The connector's health rows, one per run (the stand-in creates the table on start).
+    con.execute(f"CREATE TABLE {HEALTH_TABLE_NAME} AS SELECT * FROM landed.{HEALTH_TABLE_NAME}")
     con.execute("DETACH landed")
     return con
+
+
+HEALTH_FIELDS = (
+    "TimeGenerated",
+    "RunId",
+    "Outcome",
+    "EventsFetched",
+    "EventsSent",
+    "LagSeconds",
+    "DurationSeconds",
+    "ConsecutiveFailures",
+    "ErrorClass",
+)
+
+
+def health_rows(con: Any, *, since: float) -> list[dict[str, Any]]:
+    """The health rows of the runs that ended at or after `since` (Unix seconds), oldest first."""
+    columns = ", ".join(f'"{c}"' for c in HEALTH_FIELDS)
+    got = con.execute(
+        f'SELECT {columns} FROM {HEALTH_TABLE_NAME} WHERE "TimeGenerated" >= to_timestamp(?)::TIMESTAMP '
+        'ORDER BY "TimeGenerated", "RunId"',
+        [int(since)],
+    ).fetchall()
+    rows = [dict(zip(HEALTH_FIELDS, values, strict=True)) for values in got]
+    for row in rows:
+        row["TimeGenerated"] = row["TimeGenerated"].replace(tzinfo=UTC).timestamp()
+    return rows
 
 
 def collect(con: Any) -> dict[str, Any]:
@@ -292,6 +322,10 @@ def _time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _clock(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S UTC")
+
+
 # -- the page ----------------------------------------------------------------------------------------
 
 CSS = f"""
@@ -355,6 +389,22 @@ def render(result: dict[str, Any], data: dict[str, Any]) -> str:
         f"<td class='n'>{t['seconds']:.1f}</td><td>{_e(t['outcome'])}{'' if t['caught_up'] else ', backlog left'}</td></tr>"
         for t in result["ticks"]
     )
+    health = "".join(
+        f"<tr><td>{_e(_clock(h['TimeGenerated']))}</td><td><code>{_e(h['RunId'] or '-')}</code></td>"
+        f"<td class='{'ok' if h['Outcome'] == 'ok' else 'miss'}'>{_e(h['Outcome'])}</td>"
+        f"<td class='n'>{_num(h['EventsFetched'] or 0)}</td><td class='n'>{_num(h['EventsSent'] or 0)}</td>"
+        f"<td class='n'>{'-' if h['LagSeconds'] is None else _num(h['LagSeconds'])}</td>"
+        f"<td class='n'>{(h['DurationSeconds'] or 0):.1f}</td>"
+        f"<td class='n'>{'-' if h['ConsecutiveFailures'] is None else h['ConsecutiveFailures']}</td>"
+        f"<td>{_e(h['ErrorClass'] or '')}</td></tr>"
+        for h in result.get("health", [])
+    )
+    page = result.get("connector_page") or {}
+    page_status = (
+        f"<b class='ok'>Connected</b>: a successful run at {_e(_clock(page['last_successful_run']))}"
+        if page.get("connected")
+        else "<b class='miss'>Disconnected</b>: no successful run in the last 30 minutes"
+    )
     span = ""
     if data.get("first") is not None:
         span = f"event times {_time(data['first'])} to {_time(data['last'])}, {data['users']} accounts"
@@ -383,8 +433,13 @@ def render(result: dict[str, Any], data: dict[str, Any]) -> str:
 </div>
 </div>
 <div class="card"><h2>Analytic rule hits (rule KQL from the YAML, run with duckdb-kql over the landed rows)</h2>{rule_hits(result["rules"])}</div>
+{demo_content.html_sections(result)}
 <div class="card"><h2>Ticks</h2>
 <table><tr><th>tick</th><th>phase</th><th>new events</th><th>sent</th><th>windows</th><th>pages</th><th>lag (s)</th><th>seconds</th><th>outcome</th></tr>{ticks}</table>
+</div>
+<div class="card"><h2>Connector health in Sentinel (<code>{_e(HEALTH_TABLE_NAME)}</code>, one row per run)</h2>
+<p class="sub">Connector page status, from the page's own connectivity query over these rows: {page_status}.</p>
+<table><tr><th>run ended</th><th>run</th><th>outcome</th><th>fetched</th><th>sent</th><th>lag (s)</th><th>seconds</th><th>failures in a row</th><th>error class</th></tr>{health}</table>
 </div>
 </main></body></html>
 """

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from content import kql
-from nordpass_connector.schema import COLUMNS, TABLE_NAME
+from nordpass_connector.schema import COLUMNS, EVENTS, HEALTH, TABLE_NAME
 
 OFFICIAL_IDS = {
     "283d7506-f3c6-419a-ae9c-d9afe6a15d6d": "NordPass - Declined invitation",
@@ -108,6 +108,11 @@ RULES = _rules()
 RULE_IDS = [p.stem for p, _ in RULES]
 
 
+def reads_health(rule: dict[str, Any]) -> bool:
+    """Connector-health rules read the health table, not events (no event time, no EventId)."""
+    return bool(rule["requiredDataConnectors"][0]["dataTypes"] == [HEALTH.name])
+
+
 @pytest.fixture(scope="session")
 def kusto_ready() -> None:
     """The analyzer needs node and the pinned npm package; install it once if a checkout lacks it."""
@@ -130,6 +135,12 @@ def kusto_ready() -> None:
 
 
 DRIFTED_SCHEMA = "(" + ", ".join(f"{c.name}:{c.type}" for c in COLUMNS if c.name != "EventId") + ")"
+HEALTH_DRIFTED = {
+    "name": HEALTH.name,
+    "schema": "("
+    + ", ".join(f"{c.name}:{c.kusto_type}" for c in HEALTH.columns if c.name != "ErrorClass")
+    + ")",
+}
 
 
 def _mutations() -> list[tuple[str, str]]:
@@ -141,6 +152,8 @@ def _mutations() -> list[tuple[str, str]]:
         ("mutated:type-error", f"{TABLE_NAME} | where timestamp > ago(1h)"),
         # Every rule against a schema that lost a column (checked with its own table, below).
         *((f"drift:{p.name}", str(r["query"])) for p, r in RULES),
+        # The health rules against a health table that lost its error class.
+        *((f"health-drift:{p.name}", str(r["query"])) for p, r in RULES if reads_health(r)),
     ]
 
 
@@ -148,8 +161,16 @@ def _mutations() -> list[tuple[str, str]]:
 def analysed(kusto_ready: None) -> dict[str, kql.QueryResult]:
     """Content and deliberately broken queries in one node process (loading it is the slow part)."""
     mutations = _mutations()
-    drifted = [{"name": TABLE_NAME, "schema": DRIFTED_SCHEMA}]
+    drifted = [
+        {"name": TABLE_NAME, "schema": DRIFTED_SCHEMA},
+        {"name": HEALTH.name, "schema": HEALTH.kusto_schema()},
+    ]
     overrides = {query_id: drifted for query_id, _ in mutations if query_id.startswith("drift:")}
+    overrides |= {
+        query_id: [{"name": TABLE_NAME, "schema": EVENTS.kusto_schema()}, HEALTH_DRIFTED]
+        for query_id, _ in mutations
+        if query_id.startswith("health-drift:")
+    }
     return {r.id: r for r in kql.check(kql.content_queries() + mutations, overrides=overrides)}
 
 
@@ -161,17 +182,18 @@ def _rule_result(analysed: dict[str, kql.QueryResult], path: Path) -> kql.QueryR
 
 
 def test_content_has_rules_and_workbook_queries(analysed: dict[str, kql.QueryResult]) -> None:
-    assert len(RULES) == 16
+    assert len(RULES) == 17
+    assert sum(reads_health(r) for _, r in RULES) == 2
     workbook_ids = [i for i in analysed if i.startswith("workbook/")]
     # Every workbook query is checked under both time-picker shapes and both filter shapes.
-    assert len(workbook_ids) >= 2 * 18
+    assert len(workbook_ids) >= 2 * 23
 
 
 def test_every_query_analyses_without_errors(analysed: dict[str, kql.QueryResult]) -> None:
     failures = {
         query_id: [f"{d.code}: {d.message}" for d in result.errors]
         for query_id, result in analysed.items()
-        if result.errors and not query_id.startswith(("mutated:", "drift:"))
+        if result.errors and not query_id.startswith(("mutated:", "drift:", "health-drift:"))
     }
     assert failures == {}
 
@@ -193,6 +215,13 @@ def test_analyzer_catches_schema_drift(analysed: dict[str, kql.QueryResult]) -> 
     uses_event_id = [r for r in drift if "EventId" in r.text]
     assert uses_event_id
     assert all("KS142" in {d.code for d in r.errors} for r in uses_event_id)
+
+
+def test_analyzer_catches_health_schema_drift(analysed: dict[str, kql.QueryResult]) -> None:
+    """The health rules follow schema.HEALTH: without ErrorClass every one of them fails."""
+    drift = [r for query_id, r in analysed.items() if query_id.startswith("health-drift:")]
+    assert len(drift) == 2
+    assert all("KS142" in {d.code for d in r.errors} for r in drift)
 
 
 @pytest.mark.parametrize(("path", "rule"), RULES, ids=RULE_IDS)
@@ -235,7 +264,9 @@ def test_rule_format(path: Path, rule: dict[str, Any]) -> None:
     assert rule["status"] == "Available"
     assert isinstance(rule["enabled"], bool)
     assert rule["severity"] in {"Informational", "Low", "Medium", "High"}
-    assert rule["requiredDataConnectors"] == [{"connectorId": "NordPass", "dataTypes": [TABLE_NAME]}]
+    table = HEALTH.name if reads_health(rule) else TABLE_NAME
+    assert rule["requiredDataConnectors"] == [{"connectorId": "NordPass", "dataTypes": [table]}]
+    assert table in str(rule["query"])
     assert rule["triggerOperator"] == "gt" and rule["triggerThreshold"] == 0
     assert re.fullmatch(r"\d+\.\d+\.\d+", rule["version"])
     assert rule["tactics"] and set(rule["tactics"]) <= MITRE_TACTICS
@@ -260,7 +291,7 @@ def test_rule_schedule_and_windows(path: Path, rule: dict[str, Any]) -> None:
         if name in lets:
             assert short_minutes(lets[name]) == period, name
     # Backfill guard: rows older than two days get TimeGenerated = receive time; EventTime decides.
-    if rule["id"] != "3bbe5afe-a68a-4304-89c4-db8efd655a6f":
+    if not reads_health(rule):
         assert re.search(r"where EventTime >= ago\((lookback|window|history)\)", query)
         assert "summarize arg_min(IngestedAt, *) by EventId" in query
     assert "unixtime_seconds_todatetime" not in query
@@ -328,6 +359,12 @@ def test_workbook_structure() -> None:
         "bin(ingestion_time(), 1m)",
         "GapMinutes",
         "LastEventTime",
+        # The runs, from the connector's health rows: outcome over time, errors, events and lag.
+        "NordPassConnectorHealth_CL",
+        "by bin(TimeGenerated, {TimeRange:grain}), Outcome",
+        "ErrorMessage",
+        "EventsSent",
+        "LagSeconds",
     ):
         assert needle in health_queries
     constants = kql.workbook_constants(workbook)

@@ -16,6 +16,7 @@ Time is real: `ago()` uses the wall clock, so every scenario is laid out relativ
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,9 @@ from typing import Any
 import pytest
 
 from content import kql, localrun
+from nordpass_connector import health
 from sandbox import datagen
+from tests.health_rows import AUTH_ERROR, RunLog
 
 RULES: dict[str, dict[str, Any]] = {
     p.stem.removeprefix("NordPass-"): kql.load_rule(p) for p in kql.rule_paths()
@@ -45,9 +48,11 @@ class Lab:
     now: datetime = field(default_factory=localrun.utcnow)
     org: datagen.Org = field(default_factory=lambda: datagen.make_org(7, members=20, admins=3))
     loaded: list[localrun.LoadedRow] = field(default_factory=list)
+    runs: RunLog = field(init=False)  # the connector's health rows (NordPassConnectorHealth_CL)
 
     def __post_init__(self) -> None:
         self.f = datagen.EventFactory(self.org, seed=7)
+        self.runs = RunLog(self.now)
 
     def at(self, ago: timedelta) -> int:
         return localrun.to_epoch(self.now - ago)
@@ -75,7 +80,7 @@ class Lab:
         self.add(self.f.background(self.at(start), self.at(end), per_minute=per_minute))
 
     def run(self, rule: str) -> list[dict[str, Any]]:
-        return localrun.run(str(RULES[rule]["query"]), self.loaded)
+        return localrun.run(str(RULES[rule]["query"]), self.loaded, self.runs.rows)
 
     @property
     def member(self) -> datagen.Person:
@@ -104,7 +109,8 @@ def test_every_rule_has_a_scenario() -> None:
         | {
             "FailuresThenSuccessFromSameIp",
             "VaultExportAfterNewIpLogin",
-            "ConnectorHealth",
+            "ConnectorNotRunning",
+            "ConnectorRunsFailing",
         }
     )
     assert covered == set(RULES)
@@ -525,38 +531,104 @@ def test_export_after_new_ip_seen_in_backfill_history_is_silent(lab: Lab) -> Non
     assert lab.run("VaultExportAfterNewIpLogin") == []
 
 
-# -- connector health ---------------------------------------------------------------------------
-# ingestion_time() cannot run in duckdb-kql; the executable form reads the explicit ingestion column.
+# -- connector health ------------------------------------------------------------------------------
+# Health rows are the connector's own (see tests/health_rows.py), one per simulated run.
 
 
-def test_connector_health_fires_when_silent(lab: Lab) -> None:
-    lab.background(6 * H, 2 * H, per_minute=0.5)  # ingested a minute after each event, last ~2 h ago
-    [alert] = lab.run("ConnectorHealth")
-    assert alert["CloudApplicationName"] == "NordPass"
-    assert alert["MinutesSinceLastRow"] > 100
-
-
-def test_connector_health_fires_on_an_empty_table(lab: Lab) -> None:
-    [alert] = lab.run("ConnectorHealth")
-    assert alert["LastIngested"] is None and alert["RowsInPeriod"] == 0
-
-
-def test_connector_health_silent_while_rows_arrive(lab: Lab) -> None:
+def test_connector_not_running_fires_when_runs_stop(lab: Lab) -> None:
+    lab.runs.every_minute(6 * H, 2 * H, sent=3)
     lab.background(6 * H, 2 * H, per_minute=0.5)
-    # A late batch of old events landing now proves the connector is alive: judged by ingestion time.
-    lab.add([lab.f.event("lock", "master_validated", at=lab.at(5 * H))], ingested=3 * M)
-    assert lab.run("ConnectorHealth") == []
+    [alert] = lab.run("ConnectorNotRunning")
+    assert (alert["CloudApplicationName"], alert["Instance"], alert["LastOutcome"]) == (
+        "NordPass",
+        "default",
+        "ok",
+    )
+    assert alert["MinutesSinceLastRun"] >= 120 and alert["RunsInPeriod"] == 241
 
 
-def test_connector_health_threshold_boundary(lab: Lab) -> None:
-    match = re.search(r"let max_silence = (\d+[mhd]);", str(RULES["ConnectorHealth"]["query"]))
+def test_connector_not_running_fires_without_any_health_row(lab: Lab) -> None:
+    """Never ran (or silent for the whole period): still one alert, even while old events sit in
+    the table."""
+    lab.background(6 * H, 5 * H)
+    [alert] = lab.run("ConnectorNotRunning")
+    assert (alert["Instance"], alert["LastRun"], alert["RunsInPeriod"]) == ("(none)", None, 0)
+
+
+def test_a_quiet_organisation_is_not_a_broken_connector(lab: Lab) -> None:
+    """Hours without a single NordPass event, but every run reported: nothing fires. (The old
+    events-only rule alerted here after 30 minutes.)"""
+    lab.runs.every_minute(6 * H, 1 * M)
+    assert lab.loaded == []
+    assert lab.run("ConnectorNotRunning") == []
+    assert lab.run("ConnectorRunsFailing") == []
+
+
+def test_connector_not_running_boundary_and_per_instance(lab: Lab) -> None:
+    match = re.search(r"let max_silence = (\d+[mhd]);", str(RULES["ConnectorNotRunning"]["query"]))
     assert match
     silence = _short(match.group(1))
-    lab.add([lab.f.event("lock", "master_validated", at=lab.at(silence + 5 * M))], ingested=silence - M)
-    assert lab.run("ConnectorHealth") == []
+    lab.runs.every_minute(2 * H, silence - M, instance="eu")
+    assert lab.run("ConnectorNotRunning") == []
     late = Lab(now=lab.now)
-    late.add([late.f.event("lock", "master_validated", at=late.at(silence + 5 * M))], ingested=silence + M)
-    assert len(late.run("ConnectorHealth")) == 1
+    late.runs.every_minute(2 * H, silence + M, instance="eu")
+    assert [a["Instance"] for a in late.run("ConnectorNotRunning")] == ["eu"]
+    # Two connectors in one workspace: only the silent one is named.
+    late.runs.every_minute(2 * H, M, instance="us")
+    assert [a["Instance"] for a in late.run("ConnectorNotRunning")] == ["eu"]
+
+
+def test_runs_failing_fires_with_the_error_class_and_message(lab: Lab) -> None:
+    lab.runs.every_minute(20 * M, 6 * M, sent=5)
+    lab.runs.every_minute(5 * M, 3 * M, "failed")
+    [alert] = lab.run("ConnectorRunsFailing")
+    assert (alert["ErrorClass"], alert["ErrorMessage"]) == ("SourceAuthError", AUTH_ERROR)
+    assert "create a new one in the Admin Panel" in alert["ErrorMessage"]
+    assert (alert["FailedInARow"], alert["Failed"], alert["Runs"]) == (3, 3, 18)
+    assert alert["ConsecutiveFailures"] == 3
+    assert alert["LastSuccessTime"] == lab.now.replace(microsecond=0) - 6 * M
+    assert alert["FirstFailure"] == lab.now.replace(microsecond=0) - 5 * M
+
+
+def test_runs_failing_silent_below_the_streak_and_after_recovery(lab: Lab) -> None:
+    lab.runs.every_minute(20 * M, 6 * M)
+    lab.runs.every_minute(5 * M, 4 * M, "failed")  # two in a row: one below
+    assert lab.run("ConnectorRunsFailing") == []
+    lab.runs.run(3 * M, "failed")
+    assert len(lab.run("ConnectorRunsFailing")) == 1
+    recovered = Lab(now=lab.now)
+    recovered.runs.every_minute(20 * M, 6 * M)
+    recovered.runs.every_minute(5 * M, 3 * M, "failed")
+    recovered.runs.run(2 * M, "ok")  # the streak ended with a success: silent
+    assert recovered.run("ConnectorRunsFailing") == []
+
+
+def test_runs_that_stood_aside_are_neither_failures_nor_successes(lab: Lab) -> None:
+    """A run that found another one holding the checkpoint (busy, conflict) says nothing about the
+    connector: it neither counts as a failure nor ends a failure streak."""
+    lab.runs.every_minute(20 * M, 8 * M)
+    for ago, outcome in ((7, "failed"), (6, "conflict"), (5, "busy"), (4, "failed"), (3, "busy")):
+        lab.runs.run(ago * M, outcome)
+    assert lab.run("ConnectorRunsFailing") == []  # only two failures in a row
+    lab.runs.run(2 * M, "crashed")  # a crash is a failure
+    [alert] = lab.run("ConnectorRunsFailing")
+    assert (alert["FailedInARow"], alert["ErrorClass"]) == (3, "KeyError")
+    assert alert["ErrorMessage"] == health.CRASH_MESSAGE
+    assert sorted(json.loads(alert["ErrorClasses"])) == ["KeyError", "SourceAuthError"]
+
+
+def test_runs_failing_catches_a_flapping_connector(lab: Lab) -> None:
+    for i in range(12):
+        lab.runs.run((24 - 2 * i) * M, "failed")
+        lab.runs.run((23 - 2 * i) * M, "ok")
+    [alert] = lab.run("ConnectorRunsFailing")
+    assert (alert["FailedInARow"], alert["Failed"], alert["Runs"]) == (0, 12, 24)
+    # The same failures among many more successes: silent.
+    mostly_ok = Lab(now=lab.now)
+    mostly_ok.runs.every_minute(29 * M, M)
+    for ago in range(2, 28, 4):
+        mostly_ok.runs.run(ago * M + 30 * timedelta(seconds=1), "failed")
+    assert mostly_ok.run("ConnectorRunsFailing") == []
 
 
 # -- first-run backfill -------------------------------------------------------------------------
@@ -584,8 +656,9 @@ def test_backfill_of_week_old_attacks_does_not_alert_but_fresh_attack_does(lab: 
     events.append(fresh)
     rows = lab.add(events, ingested=M)  # one batch, all received a minute ago
     assert sum(1 for r in lab.loaded if r.row["TimeGenerated"] == lab.now - M) > 100  # rewritten rows
+    lab.runs.every_minute(3 * M, M, sent=len(rows))  # the connector's runs, reporting as it works
 
-    con = localrun.connect(lab.loaded)  # one load, every rule
+    con = localrun.connect(lab.loaded, lab.runs.rows)  # one load, every rule
     fired = {rule: localrun.execute(str(RULES[rule]["query"]), con) for rule in RULES}
     fired = {rule: alerts for rule, alerts in fired.items() if alerts}
     assert set(fired) == {"VaultExport"}, {k: len(v) for k, v in fired.items()}

@@ -61,6 +61,7 @@ EXPECTED_APP_SETTINGS = {
     "DATA_COLLECTION_ENDPOINT",
     "DCR_IMMUTABLE_ID",
     "DCR_STREAM_NAME",
+    "DCR_HEALTH_STREAM_NAME",
     "AZURE_CLIENT_ID",
     "CHECKPOINT_TABLE_NAME",
 }
@@ -416,6 +417,8 @@ def test_app_settings_are_exactly_what_the_connector_and_host_read(template: Jso
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["DCR_STREAM_NAME"] == "[variables('streamName')]"
     assert template["variables"]["streamName"] == schema.DEFAULT_STREAM_NAME
+    assert settings["DCR_HEALTH_STREAM_NAME"] == "[variables('healthStreamName')]"
+    assert template["variables"]["healthStreamName"] == schema.DEFAULT_HEALTH_STREAM_NAME
     assert template["variables"]["checkpointTableName"] == "nordpasscheckpoint"
     for flex_forbidden in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "AzureWebJobsStorage"):
         assert flex_forbidden not in settings
@@ -446,6 +449,11 @@ def test_no_moving_urls_and_package_pinned_to_version(variant: Json) -> None:
     text = json.dumps(variant).replace("\\/", "/")
     for url in set(re.findall(r"https?://[^\s\"'\\]+", text)):
         if url in SCHEMA_IDENTIFIER_URLS:
+            continue
+        if "/<owner>/<repo>/" in url:
+            # Guidance text on the connector page (how to reach a release), never fetched by ARM:
+            # a placeholder cannot be deployed from, so it moves nothing.
+            assert url.startswith("https://github.com/<owner>/<repo>/releases/"), url
             continue
         assert "raw.githubusercontent.com" not in url, url
         assert not re.search(r"/(blob|tree|refs/heads|archive)/", url), url
@@ -527,6 +535,13 @@ def test_api_versions_are_the_pinned_ones(any_template: Json) -> None:
         assert resource["apiVersion"] == bt.API_VERSIONS[resource["type"]], resource["type"]
 
 
+# Sentinel types have no resourceDefinitions: their {kind, properties} has a definition of its own.
+SENTINEL_DEFINITIONS = {
+    "Microsoft.SecurityInsights/alertRules": "ScheduledAlertRule",
+    "Microsoft.SecurityInsights/dataConnectorDefinitions": "CustomizableConnectorDefinition",
+}
+
+
 def _schema_file(resource_type: str, version: str) -> tuple[Path, str]:
     namespace, *segments = resource_type.split("/", 1)[0], *resource_type.split("/")[1:]
     file_name = namespace
@@ -540,9 +555,9 @@ def test_api_versions_have_a_vendored_schema(template: Json) -> None:
         rtype, version = resource["type"], resource["apiVersion"]
         if rtype in bt.NO_SCHEMA_TYPES:
             continue
-        if rtype == "Microsoft.SecurityInsights/alertRules":
+        if rtype in SENTINEL_DEFINITIONS:
             data = load_schema(SCHEMAS / version / "Microsoft.SecurityInsights.json")
-            assert "ScheduledAlertRule" in data["definitions"]
+            assert SENTINEL_DEFINITIONS[rtype] in data["definitions"]
             continue
         path, definition = _schema_file(rtype, version)
         assert path.is_file(), f"{rtype}@{version}: no vendored schema {path}"
@@ -619,6 +634,31 @@ def test_stream_table_schema_and_row_model_are_one_contract(template: Json) -> N
     assert {c["name"]: c["type"] for c in stream}["TimeGenerated"] == "datetime"
 
 
+def test_health_stream_table_schema_and_row_are_one_contract(template: Json) -> None:
+    """The same for the health table: DCR stream = table = schema.HEALTH = the row the connector sends."""
+    from nordpass_connector.health import health_row
+
+    tables = next(r for r in template["resources"] if r["name"] == "[variables('tablesDeploymentName')]")
+    (table,) = [
+        r
+        for r in tables["properties"]["template"]["resources"]
+        if r["type"] == "Microsoft.OperationalInsights/workspaces/tables"
+        and r["properties"]["schema"]["name"] == schema.HEALTH_TABLE_NAME
+    ]
+    dcr_deployment = next(r for r in template["resources"] if r["name"] == "[variables('dcrDeploymentName')]")
+    dcr = next(
+        r
+        for r in dcr_deployment["properties"]["template"]["resources"]
+        if r["type"] == "Microsoft.Insights/dataCollectionRules"
+    )
+    stream = dcr["properties"]["streamDeclarations"][schema.DEFAULT_HEALTH_STREAM_NAME]["columns"]
+    columns = [(c.name, str(c.type)) for c in schema.HEALTH_COLUMNS]
+    row = health_row(now=0, instance="i", version="v", report=None, record=None, crash_class="E")
+    row_view = [(name, dict(columns).get(name, "?")) for name in row]  # types: test_health_in_sentinel.py
+    assert contract_problems(stream, table["properties"]["schema"]["columns"], columns, row_view) == []
+    assert table["properties"]["plan"] == "Analytics", "scheduled rules cannot read Basic tables"
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -646,12 +686,22 @@ def test_dcr_is_direct_pass_through_with_error_logs(template: Json) -> None:
     inner = dcr_deployment["properties"]["template"]["resources"]
     dcr = next(r for r in inner if r["type"] == "Microsoft.Insights/dataCollectionRules")
     assert dcr["kind"] == "Direct"
-    (flow,) = dcr["properties"]["dataFlows"]
-    assert flow == {
-        "streams": [schema.DEFAULT_STREAM_NAME],
-        "destinations": ["workspace"],
-        "transformKql": "source",
-        "outputStream": f"Custom-{schema.TABLE_NAME}",
+    # One pass-through flow per table: events, and the one health row per run.
+    assert dcr["properties"]["dataFlows"] == [
+        {
+            "streams": [stream],
+            "destinations": ["workspace"],
+            "transformKql": "source",
+            "outputStream": f"Custom-{table}",
+        }
+        for stream, table in (
+            (schema.DEFAULT_STREAM_NAME, schema.TABLE_NAME),
+            (schema.DEFAULT_HEALTH_STREAM_NAME, schema.HEALTH_TABLE_NAME),
+        )
+    ]
+    assert set(dcr["properties"]["streamDeclarations"]) == {
+        schema.DEFAULT_STREAM_NAME,
+        schema.DEFAULT_HEALTH_STREAM_NAME,
     }
     diag = next(r for r in inner if r["type"] == "Microsoft.Insights/diagnosticSettings")
     assert diag["properties"]["logs"] == [{"category": "LogErrors", "enabled": True}]
@@ -714,6 +764,8 @@ def test_content_files_are_all_embedded(path: Path) -> None:
     assert len(rules) == len(files)
     workbooks = [r for r in inner if r["type"] == "Microsoft.Insights/workbooks"]
     assert len(workbooks) == (1 if bt.WORKBOOK_PATH.is_file() else 0)
+    connectors = [r for r in inner if r["type"] == "Microsoft.SecurityInsights/dataConnectorDefinitions"]
+    assert len(connectors) == (1 if bt.CONNECTOR_PATH.is_file() else 0)
     for rule in rules:
         assert rule["kind"] == "Scheduled"
         assert re.fullmatch(r"[0-9a-f-]{36}", rule["name"])
@@ -778,9 +830,10 @@ def schema_errors(resource: Json, schema_registry: Any) -> list[str]:
     rtype, version = resource["type"], resource["apiVersion"]
     if rtype in bt.NO_SCHEMA_TYPES:
         return []
-    if rtype == "Microsoft.SecurityInsights/alertRules":
+    if rtype in SENTINEL_DEFINITIONS:
         # No resourceDefinitions for Sentinel; validate {kind, properties} against the definition.
-        ref = f"{SCHEMA_PREFIX}{version}/Microsoft.SecurityInsights.json#/definitions/ScheduledAlertRule"
+        definition = SENTINEL_DEFINITIONS[rtype]
+        ref = f"{SCHEMA_PREFIX}{version}/Microsoft.SecurityInsights.json#/definitions/{definition}"
         instance = {"kind": resource["kind"], "properties": resource["properties"]}
     else:
         path, definition = _schema_file(rtype, version)
@@ -977,6 +1030,8 @@ def test_content_only_template_deploys_tables_and_content_and_asks_for_nothing_e
         TABLE_TYPE,
         "Microsoft.SecurityInsights/alertRules",
         "Microsoft.Insights/workbooks",
+        "Microsoft.SecurityInsights/dataConnectorDefinitions",
+        "Microsoft.OperationalInsights/workspaces/savedSearches",
     }
     assert TABLE_TYPE in types_
     main = json.loads(bt.TEMPLATE_PATH.read_text(encoding="utf-8"))

@@ -2,10 +2,10 @@
 
 Every scenario runs with EVERY logger at DEBUG (root, azure.*, httpx, httpcore, urllib3, msal), and
 the haystack is: all captured log records with their tracebacks, stdout/stderr of the commands (also
-as subprocesses at --log-level DEBUG), run reports and summaries, health records, doctor and status
-output, and exception text (str, repr, describe, formatted traceback). The needles: the NordPass
-token (good and bad), the bearer token and identity header of the token endpoint, the Azurite
-account key, and markers planted only inside event content.
+as subprocesses at --log-level DEBUG), run reports and summaries, health records, the health rows
+sent to Sentinel, doctor and status output, and exception text (str, repr, describe, formatted
+traceback). The needles: the NordPass token (good and bad), the bearer token and identity header of
+the token endpoint, the Azurite account key, and markers planted only inside event content.
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def plant_events(sb: Sandbox, f: EventFactory) -> None:
         e["user"]["email"] = EVENT_EMAIL
     sb.sim.add(events)
     # Malformed: set aside (and logged) by id and reason, never by content.
-    sb.sim.add([{"timestamp": "soon", "metadata": {"note": EVENT_MARKER}, "user": {"email": EVENT_EMAIL}}],
-               at=now - 1000)
+    sb.sim.add(
+        [{"timestamp": "soon", "metadata": {"note": EVENT_MARKER}, "user": {"email": EVENT_EMAIL}}],
+        at=now - 1000,
+    )
     sb.sim.add([f"{EVENT_MARKER} {EVENT_EMAIL}"], at=now - 900)
 
 
@@ -201,6 +203,11 @@ def test_runs_success_and_every_failure_kind_leak_nothing(
     assert rejected_run.outcome == "ok" and rejected_run.set_aside > 0, rejected_run.set_aside_reasons
 
     hay.add("health record", health_text(sb))
+    # The health rows in Sentinel: one per run (the 403 run's row was refused like its events).
+    rows = sb.ingestion.health_rows()
+    assert [r["Outcome"] for r in rows] == ["ok", "failed", "failed", "ok", "ok"]
+    assert rows[1]["ErrorMessage"] and rows[0]["SetAsideReasons"] == {"malformed": 2}
+    hay.add("health rows", json.dumps(rows, default=str))
     hay.add("log", caplog.text)
     for record in caplog.records:
         hay.add(f"log record {record.name}", record.getMessage())
@@ -265,7 +272,16 @@ def _cli(sb: Sandbox, tmp_path: Path, *args: str, **overrides: str) -> subproces
     settings = tmp_path / "local.settings.json"
     settings.write_text(json.dumps({"Values": sb.environ() | overrides}))
     return subprocess.run(
-        [sys.executable, "-m", "nordpass_connector", "--log-level", "DEBUG", *args, "--settings", str(settings)],
+        [
+            sys.executable,
+            "-m",
+            "nordpass_connector",
+            "--log-level",
+            "DEBUG",
+            *args,
+            "--settings",
+            str(settings),
+        ],
         cwd=REPO,
         env=dict(os.environ),
         capture_output=True,

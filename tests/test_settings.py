@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nordpass_connector.errors import ConfigurationError
-from nordpass_connector.schema import DEFAULT_STREAM_NAME
+from nordpass_connector.schema import DEFAULT_HEALTH_STREAM_NAME, DEFAULT_STREAM_NAME
 from nordpass_connector.settings import SETTING_NAMES, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,3 +207,14 @@ def test_the_storage_connection_string_has_the_shape_the_sdk_accepts(
         "the storage account's connection string (Access keys), or leave it empty for identity-based storage"
     ]
     assert connection_string not in caught.value.describe()
+
+
+def test_health_stream_defaults_to_the_health_table_and_can_be_turned_off() -> None:
+    assert load_settings(GOOD).dcr_health_stream_name == DEFAULT_HEALTH_STREAM_NAME
+    assert load_settings(dict(GOOD, DCR_HEALTH_STREAM_NAME="none")).dcr_health_stream_name is None
+    custom = load_settings(dict(GOOD, DCR_HEALTH_STREAM_NAME="Custom-MyHealth_CL"))
+    assert custom.dcr_health_stream_name == "Custom-MyHealth_CL"
+    with pytest.raises(ConfigurationError, match="DCR_HEALTH_STREAM_NAME must be a custom stream name"):
+        load_settings(dict(GOOD, DCR_HEALTH_STREAM_NAME="NordPassConnectorHealth_CL"))
+    with pytest.raises(ConfigurationError, match="DCR_HEALTH_STREAM_NAME must differ"):
+        load_settings(dict(GOOD, DCR_HEALTH_STREAM_NAME=DEFAULT_STREAM_NAME))

@@ -4,8 +4,10 @@
 // Input (stdin, JSON):
 //   {"database": "db",                                  // optional
 //    "tables": [{"name": "NordPassEventLogs_CL", "schema": "(TimeGenerated:datetime, ...)"}],
+//    "functions": [{"name": "vimX", "parameters": "(starttime:datetime=datetime(null))",
+//                   "body": "{ NordPassEventLogs_CL | ... }"}],      // optional stored functions
 //    "queries": [{"id": "rules/x.yaml", "text": "NordPassEventLogs_CL | ...",
-//                 "tables": [...]}]}                     // optional per-query schema override
+//                 "tables": [...], "functions": [...]}]}  // optional per-query overrides
 // Output (stdout, JSON): [{"id", "diagnostics": [{"severity", "code", "message", "start", "length"}],
 //                          "columns": [{"name", "type"}] | null}]
 // Exit code: 0 when no query has an Error diagnostic, 1 otherwise, 2 on bad input or a missing package.
@@ -58,12 +60,17 @@ function main() {
   }
   const K = loadKusto();
   // One GlobalState per distinct schema, so a drifted-schema check can share this process.
+  // Stored functions (workspace functions such as ASIM parsers) are database members next to the
+  // tables, declared with their parameter list and body, as Log Analytics holds them.
   const globalsBySchema = new Map();
-  const globalsFor = (tableList) => {
-    const key = JSON.stringify(tableList);
+  const globalsFor = (tableList, functionList) => {
+    const key = JSON.stringify([tableList, functionList]);
     if (!globalsBySchema.has(key)) {
-      const tables = tableList.map((t) => new K.Symbols.TableSymbol.$ctor7(t.name, t.schema, t.description || ""));
-      const db = new K.Symbols.DatabaseSymbol.ctor(input.database || "db", tables);
+      const members = tableList.map((t) => new K.Symbols.TableSymbol.$ctor7(t.name, t.schema, t.description || ""));
+      for (const f of functionList) {
+        members.push(new K.Symbols.FunctionSymbol.$ctor16(f.name, f.parameters, f.body, f.description || ""));
+      }
+      const db = new K.Symbols.DatabaseSymbol.ctor(input.database || "db", members);
       globalsBySchema.set(key, K.GlobalState.Default.WithDatabase(db));
     }
     return globalsBySchema.get(key);
@@ -71,7 +78,8 @@ function main() {
 
   let failed = false;
   const results = input.queries.map((q) => {
-    const code = K.KustoCode.ParseAndAnalyze(q.text, globalsFor(q.tables || input.tables));
+    const globals = globalsFor(q.tables || input.tables, q.functions || input.functions || []);
+    const code = K.KustoCode.ParseAndAnalyze(q.text, globals);
     const diagnostics = Bridge.toArray(code.GetDiagnostics()).map((d) => ({
       severity: String(d.Severity),
       code: String(d.Code),
