@@ -3,8 +3,9 @@
 httpx's transport hands every request to httpcore's `ConnectionPool`. That pool re-examines every
 connection it holds whenever a request starts or ends: each idle connection costs a `poll()` (is
 the socket readable?) and a few Python calls, under one lock. With the 32-40 connections a backfill
-keeps open, that scan was about 40 % of the CPU of a page (850 of 500 + 350 µs per page of 100
-events, 1,000 pages read three windows at a time; see the README's performance section).
+keeps open, that scan cost 15-25 % of the reader's CPU (`python -m bench.fetch`) and up to 40 % of a
+page in a bare fetch loop (700-870 -> 430-550 µs per page of 100 events, 1,000 pages read three
+windows at a time; see the README's performance section).
 
 `ConnectionStack` keeps the idle connections on a stack instead: a request takes the most recently
 used one, checks only that one, and puts it back when its response is closed. It queues nothing and
