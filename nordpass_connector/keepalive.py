@@ -18,6 +18,8 @@ exceptions to httpx's) stays httpx's and httpcore's own.
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import ssl
 import threading
@@ -30,6 +32,20 @@ import httpx
 # No Nagle delay on a connection's small writes (a request leaves in one write already, see
 # `_CoalescingStream`; the TLS handshake still makes several).
 NO_DELAY: tuple[int, int, int] = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default SSL context, shared by every run of this process while the variables that
+    choose the CA certificates stay the same. Loading certifi's bundle costs ~17 ms of CPU, which
+    is more than an idle tick's whole work (~11 ms); the Functions host runs one tick a minute in
+    the same process. A context only verifies: sharing it between connections and threads is safe.
+    """
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()  # reads the same two variables
 
 
 class ConnectionStack:
@@ -224,13 +240,13 @@ class _Returning(Iterable[bytes]):
 class KeepAliveTransport(httpx.HTTPTransport):
     """`httpx.HTTPTransport` for one origin, with a `ConnectionStack` in place of httpcore's pool.
 
-    The SSL context is httpx's default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), built once.
-    Retries are 0: every retry goes through the connector's Retrier, which knows the deadline.
+    The SSL context is httpx's default (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), built once per
+    process (`default_ssl_context`). Retries are 0: every retry goes through the connector's Retrier, which knows the deadline.
     """
 
     def __init__(self, url: httpx.URL, *, max_idle: int, keepalive_expiry: float = 30.0) -> None:
-        # Plain http (the local simulator) needs no context: loading the certificates costs ~25 ms.
-        ssl_context = httpx.create_ssl_context() if url.scheme == "https" else None
+        # Plain http (the local simulator) needs no context.
+        ssl_context = default_ssl_context() if url.scheme == "https" else None
         # The base class builds httpcore's pool with the same context (no second certificate load)
         # or, for plain http, an unused blank one; the pool is replaced before any use.
         super().__init__(verify=ssl_context or False, retries=0)

@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from nordpass_connector.clock import SystemClock
-from nordpass_connector.keepalive import ConnectionStack, KeepAliveTransport
+from nordpass_connector.keepalive import ConnectionStack, KeepAliveTransport, default_ssl_context
 from nordpass_connector.nordpass import NordPassClient
 from nordpass_connector.ports import Window
 from nordpass_connector.retry import Deadline, Retrier
+from sandbox.certs import CertPaths
 from sandbox.datagen import EventFactory
 from sandbox.ingestion import IngestionStandIn
 from sandbox.nordpass_sim import NordPassSimulator
@@ -204,3 +205,18 @@ def test_tls_with_the_ca_from_ssl_cert_file_and_an_untrusted_certificate_refused
     monkeypatch.delenv("SSL_CERT_FILE")  # the default bundle does not know the sandbox's CA
     with KeepAliveTransport(url, max_idle=2) as transport, pytest.raises(httpx.ConnectError):
         transport.handle_request(httpx.Request("GET", url))
+
+
+def test_the_ssl_context_is_built_once_per_process_and_certificate_settings(
+    monkeypatch: pytest.MonkeyPatch, certs: CertPaths
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    public = default_ssl_context()
+    assert default_ssl_context() is public  # the next run of the process reuses it
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    private = default_ssl_context()
+    assert private is not public and default_ssl_context() is private
+    assert len(private.get_ca_certs()) == 1  # the sandbox CA alone, not the public bundle
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert default_ssl_context() is public
