@@ -40,6 +40,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
 from .errors import CheckpointConflict, CheckpointError, CheckpointUnavailable, ConfigurationError
 from .ports import SetAsideRecord, StoredCheckpoint
+from .requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"
 DEADLETTER_SUFFIX = "deadletters"
@@ -93,8 +94,10 @@ def build_table_client(
 def client_options(
     *, retry_total: int = 2, connection_timeout: float = 5.0, read_timeout: float = 10.0
 ) -> dict[str, Any]:
-    """Timeouts and retries for every table client (see `build_table_client`)."""
+    """Timeouts and retries for every table client (see `build_table_client`), and a session of its
+    own that reads the proxy and CA-bundle variables once per run instead of on every commit."""
     return {
+        "session": EnvironmentOnceSession(),
         "retry_total": retry_total,
         "retry_read": 0,
         "retry_backoff_factor": 0.4,

@@ -16,8 +16,8 @@ Messages name the host, the status or cause and the page number only. The token,
 the response bodies never reach an exception or a log line: a body may hold event data, and the
 token is a long-lived secret.
 
-One `httpx.HTTPTransport` serves every thread: its connection pool is thread-safe, and the reader
-fetches pages of a window concurrently.
+One transport serves every thread (the reader fetches pages of a window concurrently): httpx's own,
+with a cheaper stack of keep-alive connections in place of httpcore's pool (see `keepalive`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .errors import (
     SourceUnavailable,
     SourceUnreachable,
 )
+from .keepalive import KeepAliveTransport
 from .models import ActivityPage, PageMetadata
 from .ports import Page, Window
 from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
@@ -104,17 +105,8 @@ class NordPassClient:
         self.protocol_retries = protocol_retries
         self._answered = False  # any HTTP answer from the host in this client's lifetime (one run)
         if transport is None:
-            transport = httpx.HTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                    keepalive_expiry=30.0,
-                ),
-                # httpx writes a POST's headers and body separately; without TCP_NODELAY the body
-                # can wait for a delayed ACK (about 40 ms per page).
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                retries=0,  # every retry goes through our Retrier, which knows the deadline
-            )
+            # One stack of keep-alive connections serves every thread (see `keepalive`).
+            transport = KeepAliveTransport(url, max_idle=max_connections)
         # Requests go straight to the transport, not through an `httpx.Client`: the client's
         # per-request work (cookies, auth flow, redirect and event-hook plumbing, header merging)
         # is none of what this API needs and cost ~25 % of a page's CPU (80-200 µs of 450-900 µs,

@@ -30,12 +30,18 @@ class CountingSource:
         self.requests = 0
         self.retry_log = RetryLog()
         self._rate_limit_first = rate_limit_first
+        self.limit: ConcurrencyLimit | None = None  # when set, every request checks it is within it
+        self.over_limit: list[tuple[int, int]] = []  # (in flight, limit) whenever above it
 
     def fetch_page(self, window: Window, page: int, *, deadline: Deadline) -> Page:
         with self._lock:
             self.in_flight += 1
             self.requests += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            # The limit only grows while these windows are read (each window read without a 429
+            # adds one), so requests in flight above its value at this moment break it.
+            if self.limit is not None and self.in_flight > self.limit.current:
+                self.over_limit.append((self.in_flight, self.limit.current))
             if self._rate_limit_first:
                 # As the HTTP client does when NordPass answers 429 before a successful retry.
                 self._rate_limit_first = False
@@ -84,9 +90,12 @@ def test_a_429_halves_the_limit_for_every_window() -> None:
         deadline = Deadline.after(SystemClock(), 30)
         reader.read(Window(0, 60), deadline=deadline)
         assert limit.current == 4
-        source.most_in_flight = 0
+        source.most_in_flight, source.limit = 0, limit
         _read_two_windows_at_once(reader)
-    assert source.most_in_flight <= 4
+    # Both windows together stayed within the halved limit: 4 until the first of them finished
+    # (which grows it to 5). A limit per window would have let up to 8 out at once.
+    assert source.over_limit == []
+    assert 1 <= source.most_in_flight <= 5
     assert limit.current == 6  # grew back by one per window read without a 429
     assert limit.in_flight == 0
 
