@@ -118,7 +118,7 @@ HOST_LOG_LEVELS_BEFORE: Mapping[str, str] = {
     "Function": "Information",
     "Host.Aggregator": "Information",
 }
-_LEVELS = {"Trace": 0, "Debug": 1, "Information": 2, "Warning": 3, "Error": 4, "Critical": 5, "None": 6}
+HOST_LEVELS = {"Trace": 0, "Debug": 1, "Information": 2, "Warning": 3, "Error": 4, "Critical": 5, "None": 6}
 
 
 # -- Log Analytics: billed bytes per row ---------------------------------------------------------
@@ -246,13 +246,13 @@ def host_log_levels() -> dict[str, str]:
     return dict(json.loads((REPO / "host.json").read_text())["logging"]["logLevel"])
 
 
-def _level_for(category: str, levels: Mapping[str, str]) -> int:
+def host_level_for(category: str, levels: Mapping[str, str]) -> int:
     """The host's rule: the longest configured prefix of the category wins, else `default`."""
     best = ""
     for key in levels:
         if key != "default" and (category == key or category.startswith(key + ".")) and len(key) > len(best):
             best = key
-    return _LEVELS[levels[best] if best else levels.get("default", "Information")]
+    return HOST_LEVELS[levels[best] if best else levels.get("default", "Information")]
 
 
 def host_records() -> list[tuple[str, str, int]]:
@@ -280,8 +280,12 @@ def app_insights(
     """Bytes a tick sends to Application Insights: our records (level name, logger, message bytes,
     all ticks of a run) and the host's, each filtered by `levels` and counted with the overhead."""
     user_category = f"Function.{FUNCTION_NAME}.User"
-    ours = [r for r in our_records if _LEVELS.get(_host_level(r[0]), 2) >= _level_for(user_category, levels)]
-    host = [r for r in host_records() if _LEVELS["Information"] >= _level_for(r[0], levels)]
+    ours = [
+        r
+        for r in our_records
+        if HOST_LEVELS.get(_host_level(r[0]), 2) >= host_level_for(user_category, levels)
+    ]
+    host = [r for r in host_records() if HOST_LEVELS["Information"] >= host_level_for(r[0], levels)]
     per_tick_records = len(ours) / ticks + len(host)
     per_tick_bytes = sum(r[2] + APP_INSIGHTS_RECORD_OVERHEAD_BYTES for r in ours) / ticks + sum(
         r[2] + APP_INSIGHTS_RECORD_OVERHEAD_BYTES for r in host
@@ -332,7 +336,9 @@ def summarise(
             "compute": {f"{mb}MB": compute_cost(ticks, mb) for mb in sorted({2048, chosen})},
             "app_insights": {
                 "host_json_now": app_insights(records, levels_now, ticks=len(ticks)),
-                "host_json_before_issue_14": app_insights(records, HOST_LOG_LEVELS_BEFORE, ticks=len(ticks)),
+                "host_json_before_issue_14": app_insights(
+                    records, HOST_LOG_LEVELS_BEFORE, ticks=len(ticks)
+                ),
             },
             "log_analytics": {
                 "ours_gb_per_month": round(la_gb_ours, 3),

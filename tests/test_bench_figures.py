@@ -124,10 +124,10 @@ def test_smallest_safe_memory_keeps_twice_the_peak() -> None:
 
 def test_host_log_levels_use_the_longest_matching_category() -> None:
     levels = {"default": "Information", "Function": "Warning", "Function.f.User": "Information"}
-    assert cost._level_for("Function.f.User", levels) == cost._LEVELS["Information"]
-    assert cost._level_for("Function.f", levels) == cost._LEVELS["Warning"]
-    assert cost._level_for("Host.Results", levels) == cost._LEVELS["Information"]
-    assert cost._level_for("Functionality", levels) == cost._LEVELS["Information"]  # not a prefix
+    assert cost.host_level_for("Function.f.User", levels) == cost.HOST_LEVELS["Information"]
+    assert cost.host_level_for("Function.f", levels) == cost.HOST_LEVELS["Warning"]
+    assert cost.host_level_for("Host.Results", levels) == cost.HOST_LEVELS["Information"]
+    assert cost.host_level_for("Functionality", levels) == cost.HOST_LEVELS["Information"]  # not a prefix
 
 
 def test_app_insights_counts_only_what_host_json_lets_through() -> None:
