@@ -104,6 +104,8 @@ EVENT_ID_DIGEST_BYTES = 8
 _EVENT_ID_STEM_CHARS = 11  # base64 of 8 bytes, without its one padding character
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
 _b2a_base64 = binascii.b2a_base64
+# What an EventId looks like, for tools that find ids in text (the demo attributes alerts by them).
+EVENT_ID_PATTERN = r"[A-Za-z0-9_-]{11}-[0-9]+"
 # Columns a row carries only when they have a value (the MSP rule applied, unknown fields seen).
 OPTIONAL_COLUMNS = ("OriginalUserUuid", "OriginalUserEmail", "AdditionalFields")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.mapping import (
+    EVENT_ID_PATTERN,
     OPTIONAL_COLUMNS,
     MalformedEvent,
     PreparedEvent,
@@ -96,6 +98,15 @@ def test_ids_are_the_ledger_key_in_13_characters() -> None:
     assert len(ids) == 2_000
     tricky = next(i for i in ids if "-" in i[:11] or "_" in i[:11])
     assert event_id(digest_prefix(tricky) + bytes(24), 3) == tricky[:-1] + "3"
+    # The pattern tools use to find ids in text finds these and not the other values of a row.
+    assert all(re.fullmatch(EVENT_ID_PATTERN, i) for i in ids)
+    others = [
+        "a9d77bfa-7558-4495-985a-8d948aa1a138",
+        "198.51.100.7",
+        "2025-02-06T13:26:53Z",
+        "ann@example.com",
+    ]
+    assert not any(re.fullmatch(EVENT_ID_PATTERN, v) for v in others)
 
 
 def test_malformed_events_say_why() -> None:
