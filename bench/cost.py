@@ -336,9 +336,7 @@ def summarise(
             "compute": {f"{mb}MB": compute_cost(ticks, mb) for mb in sorted({2048, chosen})},
             "app_insights": {
                 "host_json_now": app_insights(records, levels_now, ticks=len(ticks)),
-                "host_json_before_issue_14": app_insights(
-                    records, HOST_LOG_LEVELS_BEFORE, ticks=len(ticks)
-                ),
+                "host_json_before_issue_14": app_insights(records, HOST_LOG_LEVELS_BEFORE, ticks=len(ticks)),
             },
             "log_analytics": {
                 "ours_gb_per_month": round(la_gb_ours, 3),
