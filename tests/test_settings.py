@@ -9,7 +9,7 @@ import pytest
 
 from nordpass_connector.errors import ConfigurationError
 from nordpass_connector.schema import DEFAULT_STREAM_NAME
-from nordpass_connector.settings import SETTING_NAMES, Settings, load_settings
+from nordpass_connector.settings import SETTING_NAMES, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "np-live-token-9f8e7d6c5b4a"
@@ -31,6 +31,8 @@ def test_valid_settings_with_defaults() -> None:
     assert s.safety_delay_seconds == 2  # chosen from the freshness sweep (README, Performance)
     assert TOKEN not in repr(s) and s.nordpass_token.get_secret_value() == TOKEN
     # Every unset tuning setting takes the documented default, the dataclass's.
+    from nordpass_connector.settings import Settings
+
     for name, spec in Settings.__dataclass_fields__.items():
         if isinstance(spec.default, int | float) and not isinstance(spec.default, bool):
             assert getattr(s, name) == spec.default, name
