@@ -64,26 +64,26 @@ SOURCES: tuple[dict[str, str], ...] = (
         "what": "Flex Consumption on-demand execution time USD 0.000026/GB-s, executions USD 0.40/million",
         "source": "learn.microsoft.com/azure/azure-functions/functions-consumption-costs (Flex tab, "
         "ms.date 2025-02-10; the same rates on azure.microsoft.com/pricing/details/functions, East US)",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
     {
         "what": "Flex Consumption on-demand free grant 100,000 GB-s and 250,000 executions a month",
         "source": "azure.microsoft.com/pricing/details/functions (Flex Consumption, pay-as-you-go)",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
     {
         "what": "minimum billable execution 1,000 ms, then rounded up to 100 ms; instance sizes 512 MB "
         "(0.25 core), 2,048 MB (1 core), 4,096 MB (2 cores), billed on the configured size",
         "source": "learn.microsoft.com/azure/azure-functions/flex-consumption-plan (Billing; Instance "
         "sizes; ms.date 2025-05-12)",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
     {
         "what": "Log Analytics Analytics-plan ingestion USD 2.30/GB, first 5 GB a month free per billing "
         "account; workspace-based Application Insights is billed by its workspace on the same meter",
         "source": "azure.microsoft.com/pricing/details/monitor (East US, pay-as-you-go), and "
         "learn.microsoft.com/azure/azure-monitor/logs/cost-logs (Application Insights billing)",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
     {
         "what": "billed size of a record: a string representation of its column entries; the standard "
@@ -91,7 +91,7 @@ SOURCES: tuple[dict[str, str], ...] = (
         "excluded; GB = 10^9 bytes",
         "source": "learn.microsoft.com/azure/azure-monitor/logs/cost-logs (Data size calculation, "
         "ms.date 2024-12-09)",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
     {
         "what": "host log categories: Function.<name> (Executing/Executed traces), Function.<name>.User "
@@ -99,7 +99,7 @@ SOURCES: tuple[dict[str, str], ...] = (
         "logs do not reach Application Insights",
         "source": "learn.microsoft.com/azure/azure-functions/configure-monitoring (Configure categories); "
         "Azure/azure-functions-host#9360",
-        "date": "read 2026-12-03",
+        "date": "read 2026-12-04",
     },
 )
 
