@@ -25,7 +25,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from nordpass_connector import USER_AGENT
 from nordpass_connector.batching import pack
 from nordpass_connector.checkpoint import build_table_client
-from nordpass_connector.clock import SystemClock
+from nordpass_connector.clock import Clock, SystemClock
 from nordpass_connector.composition import build_credential
 from nordpass_connector.mapping import PreparedEvent, prepare, to_row
 from nordpass_connector.ports import Batch
@@ -51,10 +51,17 @@ class OfficialRun:
 
 
 def run_official(
-    settings: Settings, environ: Mapping[str, str], *, max_events: int | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    max_events: int | None = None,
+    clock: Clock | None = None,
 ) -> OfficialRun:
-    """One official-style run: from the stored cursor (or 7 days back) until an empty page."""
-    clock = SystemClock()
+    """One official-style run: from the stored cursor (or 7 days back) until an empty page.
+
+    `clock` is the wall clock the cursor is read from and written with (the freshness scenario runs
+    one run per simulated timer tick, with the simulator serving by the same clock)."""
+    clock = clock or SystemClock()
     # No retries at all, as in the official connector (any failure ends the run unrecorded).
     retrier = Retrier(RetryPolicy(max_attempts=1), clock, RetryLog())
     credential = build_credential(settings, environ)

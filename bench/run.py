@@ -29,6 +29,8 @@ from sandbox.azurite import Azurite
 from sandbox.certs import ensure_certs
 from sandbox.token_endpoint import CONFLICTING_VARIABLES
 
+from . import cost, freshness
+
 REPO = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_SECONDS = 900
 TARGETS = {
@@ -56,6 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="10k and 100k only")
     p.add_argument("--no-zero-latency", action="store_true", help="skip the latency-0 (CPU cost) runs")
     p.add_argument("--output", default=None, help="also write the JSON report to this file")
+    p.add_argument("--no-freshness", action="store_true", help="skip the freshness and cost scenarios")
+    p.add_argument("--freshness-only", action="store_true", help="only the freshness and cost scenarios")
     return p.parse_args(argv)
 
 
@@ -237,6 +241,8 @@ def _measure(
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.events.split(",") if s]
+    if args.freshness_only:
+        sizes = []
     strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
     profiles = [(args.nordpass_latency_ms, args.ingestion_latency_ms)]
     if not args.no_zero_latency and profiles[0] != (0.0, 0.0):
@@ -267,7 +273,25 @@ def main(argv: list[str] | None = None) -> int:
                         print(orjson.dumps(result).decode(), flush=True)
             finally:
                 servers.close()
-    report = {"results": results, "summary": _summary(results, profiles[0], sizes)}
+        live = None
+        if not args.no_freshness:
+            live = freshness.run_all(
+                azurite,
+                certs,
+                Path(tmp),
+                quick=args.quick,
+                nordpass_ms=args.nordpass_latency_ms,
+                ingestion_ms=args.ingestion_latency_ms,
+                progress=lambda text: print(f"# {text}", file=sys.stderr, flush=True),
+            )
+    report: dict[str, Any] = {"results": results, "summary": _summary(results, profiles[0], sizes)}
+    if live is not None:
+        backfill_1m = _pick(results, "ours", 1_000_000, profiles[0])
+        report["summary"]["freshness"] = freshness.summary(live)
+        report["summary"]["cost"] = cost.summarise(
+            live["steady"], peak_rss_1m_mb=backfill_1m["peak_rss_mb"] if backfill_1m else None
+        )
+        report["freshness_detail"] = live | {"steady": {str(k): v for k, v in live["steady"].items()}}
     report["summary"]["bench_seconds"] = round(time.perf_counter() - started, 1)
     text = orjson.dumps(report["summary"], option=orjson.OPT_INDENT_2).decode()
     print(text, flush=True)

@@ -123,7 +123,11 @@ DEPLOYMENT_CONTAINER = "app-package"
 # A timer trigger runs as a singleton, so one instance does the work; the cap only bounds cost if
 # the platform scales out for any other reason. 40 is the smallest value Flex documents as accepted.
 MAX_INSTANCE_COUNT = 40
-INSTANCE_MEMORY_MB = 2048
+# The smallest Flex size (512, 2048 or 4096 MB). Flex bills memory x execution time, at least 1 s an
+# execution: at 512 MB a tick costs a quarter of what it did at 2048 MB, and the connector's peak (the
+# 1M-event backfill, ~125 MB RSS; see README, Performance) fits four times over. 512 MB comes with
+# 0.25 core, which only stretches a large backfill over more ticks.
+INSTANCE_MEMORY_MB = 512
 PYTHON_VERSION = "3.11"
 # Deployment names in the content-only template (the main template adds its name suffix).
 STANDALONE_TABLES_DEPLOYMENT = "nordpass-sentinel-tables"

@@ -382,7 +382,7 @@ def run_timer_tick(
     `environ` and `overrides` (clock, retry policy) exist for tests; the timer passes neither."""
     if past_due:
         # Normal after downtime or a long run: the checkpoint, not the schedule, defines the work.
-        log.info("timer is past due; continuing from the checkpoint")
+        log.debug("timer is past due; continuing from the checkpoint")
     # Exactly one line per run: INFO with the summary when it worked, ERROR (what failed and what
     # to do, then the same summary) when it did not. Re-raising makes the host record the failure.
     try:

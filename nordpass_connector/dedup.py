@@ -15,16 +15,21 @@ import orjson
 
 from .cursor import DIGEST_BYTES, Ledger
 from .mapping import (
+    EVENT_ID_DIGEST_BYTES,
     ISO_SECONDS,
     MAX_PLAUSIBLE_SECONDS,
     MalformedEvent,
     PreparedEvent,
     canonical_digest,
     classify,
+    digest_prefix,
     event_id,
+    event_id_stem,
     iso_utc,
     to_row,
 )
+
+assert EVENT_ID_DIGEST_BYTES == DIGEST_BYTES, "an EventId must carry exactly the ledger's digest key"
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Selection:
 
 def ledger_key(row: dict[str, Any]) -> tuple[bytes, int]:
     """(digest prefix, timestamp) of a mapped row, recovered from its EventId."""
-    return bytes.fromhex(row["EventId"][: DIGEST_BYTES * 2]), row["timestamp"]
+    return digest_prefix(row["EventId"]), row["timestamp"]
 
 
 def select_new(events: Iterable[Any], ledger: Ledger) -> Selection:
@@ -51,6 +56,7 @@ def select_new(events: Iterable[Any], ledger: Ledger) -> Selection:
     # fields as strings or nulls, an MSP admin) takes the general functions; tests pin both paths
     # to the same rows.
     dumps, sort_keys, sha256, iso_seconds = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256, ISO_SECONDS
+    stem = event_id_stem
     # Most events are not in the ledger: a membership test on its public `entries` settles them
     # without the cost of calling `count`.
     delivered, count = ledger.entries, ledger.count
@@ -139,12 +145,8 @@ def select_new(events: Iterable[Any], ledger: Ledger) -> Selection:
                                 "initiator": initiator,
                                 "organization_uuid": organization,
                                 "metadata": metadata,
-                                "EventId": digest[:16].hex()
-                                + ("-0" if occurrence == 0 else f"-{occurrence}"),
+                                "EventId": stem(digest) + ("-0" if occurrence == 0 else f"-{occurrence}"),
                                 "EventTime": when,
-                                "OriginalUserUuid": None,
-                                "OriginalUserEmail": None,
-                                "AdditionalFields": None,
                             }
             if row is None:
                 row = to_row(PreparedEvent(timestamp, digest, raw), occurrence)

@@ -73,9 +73,10 @@ class EventRow(BaseModel):
     metadata: Any
     EventId: str
     EventTime: datetime
-    OriginalUserUuid: str | None
-    OriginalUserEmail: str | None
-    AdditionalFields: dict[str, Any] | None
+    # Sent only with a value (`mapping.OPTIONAL_COLUMNS`); the table stores null otherwise.
+    OriginalUserUuid: str | None = None
+    OriginalUserEmail: str | None = None
+    AdditionalFields: dict[str, Any] | None = None
 
 
 assert tuple(EventRow.model_fields) == COLUMN_NAMES, "EventRow must follow schema.COLUMNS"

@@ -183,7 +183,8 @@ class WindowReader:
                 reason = problem.reason
                 if not problem.reread or attempt == READ_ATTEMPTS:
                     break
-                log.info("window %s..%s: %s; reading it again", window.start, window.end, reason)
+                # Normal over a live result set (an insert shifts offset pages): a detail, not news.
+                log.debug("window %s..%s: %s; reading it again", window.start, window.end, reason)
                 continue
             events = [event for page in pages for event in page.events]
             repaired = [event for page in pages for event in page.repaired]
@@ -226,7 +227,7 @@ class WindowReader:
             if done >= PAGE_REFETCHES:
                 raise _Inconsistent(f"{problem} ({done + 1} fetches)", reread=False)
             refetches[number] = done + 1
-            log.info("window %s..%s: %s; fetching it again", window.start, window.end, problem)
+            log.debug("window %s..%s: %s; fetching it again", window.start, window.end, problem)
             cache.pop(number, None)
 
         while True:

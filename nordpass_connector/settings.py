@@ -140,7 +140,7 @@ class Settings:
     instance: str = "default"
     run_budget_seconds: float = 45.0
     lookback_seconds: int = 900
-    safety_delay_seconds: int = 60
+    safety_delay_seconds: int = 2
     backfill_days: float = 7.0
     page_size: int = 100
     fetch_concurrency: int = 32
@@ -371,7 +371,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
     budget = r.number(RUN_BUDGET, float, 45.0, 5.0, 540.0)
     lookback = r.number(LOOKBACK, int, 900, 0, 86_400)
-    delay = r.number(SAFETY_DELAY, int, 60, 0, 3_600)
+    delay = r.number(SAFETY_DELAY, int, 2, 0, 3_600)
     backfill = r.number(BACKFILL_DAYS, float, 7.0, 0.0, 89.0)
     page_size = r.number(PAGE_SIZE, int, 100, 1, 1_000)
     concurrency = r.number(FETCH_CONCURRENCY, int, 32, 1, 64)

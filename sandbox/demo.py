@@ -863,7 +863,7 @@ def _row_times(row: dict[str, Any]) -> list[float]:
 
 
 ATTACKER_NET = "203.0.113."  # datagen puts members in TEST-NET-1/2 and attackers in TEST-NET-3
-_EVENT_ID = re.compile(r"[0-9a-f]{32}-[0-9]+")
+_EVENT_ID = re.compile(mapping.EVENT_ID_PATTERN)
 
 
 def attribute(row: dict[str, Any], incidents: Sequence[ScriptedIncident]) -> ScriptedIncident | None:

@@ -731,7 +731,7 @@ def test_hardening_properties(stamped: Json) -> None:
     config = site["properties"]["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
     assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
-    assert config["scaleAndConcurrency"]["instanceMemoryMB"] == 2048
+    assert config["scaleAndConcurrency"]["instanceMemoryMB"] == 512  # the smallest Flex size (bench/cost.py)
     plan = by_type["Microsoft.Web/serverfarms"]
     assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
     assert plan["properties"]["reserved"] is True

@@ -63,6 +63,21 @@ def test_host_json_has_timeout_bundle_and_keeps_failures_unsampled() -> None:
     assert {"Request", "Exception"} <= set(excluded)
 
 
+def test_host_json_sends_the_run_line_and_failures_not_per_invocation_chatter(timer_function: Any) -> None:
+    """Application Insights gets our one line a tick (category Function.<name>.User) and every
+    warning or failure, but not the host's Executing/Executed traces (Function.<name>) or its
+    aggregated metrics (Host.Aggregator); the request record of each invocation (Host.Results) stays,
+    so the portal still lists invocations."""
+    from bench.cost import HOST_LEVELS, host_level_for
+
+    levels = json.loads((REPO / "host.json").read_text())["logging"]["logLevel"]
+    name = timer_function.get_function_name()
+    assert host_level_for(f"Function.{name}.User", levels) == HOST_LEVELS["Information"]
+    assert host_level_for(f"Function.{name}", levels) == HOST_LEVELS["Warning"]
+    assert host_level_for("Host.Aggregator", levels) == HOST_LEVELS["Warning"]
+    assert host_level_for("Host.Results", levels) == HOST_LEVELS["Information"]
+
+
 def test_timer_function_delivers_and_a_failed_run_fails_the_invocation(
     timer_function: Any,
     sandbox: Sandbox,

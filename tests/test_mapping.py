@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -11,9 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.mapping import (
+    EVENT_ID_PATTERN,
+    OPTIONAL_COLUMNS,
     MalformedEvent,
     PreparedEvent,
     canonical_digest,
+    digest_prefix,
     event_id,
     iso_utc,
     prepare,
@@ -41,14 +45,16 @@ def _row(raw: Any, occurrence: int = 0) -> dict[str, Any]:
 
 def test_official_columns_keep_their_meaning() -> None:
     row = _row(BASE)
-    assert tuple(row) == COLUMN_NAMES
+    # Every column in table order; the optional ones only when they have a value.
+    assert tuple(row) == tuple(c for c in COLUMN_NAMES if c not in OPTIONAL_COLUMNS)
     assert row["event_type"] == "login" and row["action"] == "user_login_failed"
     assert row["timestamp"] == 1738848413
     assert row["TimeGenerated"] == row["EventTime"] == "2025-02-06T13:26:53Z"
     assert row["user_uuid"] == "u-1" and row["user_email"] == "ann@example.com"
     assert row["metadata"] == BASE["metadata"]
-    assert row["OriginalUserUuid"] is None and row["AdditionalFields"] is None
-    EventRow.model_validate_json(orjson.dumps(row))
+    assert not set(OPTIONAL_COLUMNS) & set(row)
+    stored = EventRow.model_validate_json(orjson.dumps(row))  # what the table holds: null there
+    assert stored.OriginalUserUuid is None and stored.AdditionalFields is None
 
 
 def test_msp_rule_replaces_user_and_keeps_the_original() -> None:
@@ -59,11 +65,12 @@ def test_msp_rule_replaces_user_and_keeps_the_original() -> None:
     row = _row(raw)
     assert (row["user_uuid"], row["user_email"]) == ("msp-9", "msp@partner.example")
     assert (row["OriginalUserUuid"], row["OriginalUserEmail"]) == ("u-1", "ann@example.com")
+    assert tuple(row) == tuple(c for c in COLUMN_NAMES if c != "AdditionalFields")
 
 
 def test_empty_msp_values_do_not_override() -> None:
     row = _row(dict(BASE, metadata={"msp": {"user_uuid": "", "user_email": None}}))
-    assert row["user_uuid"] == "u-1" and row["OriginalUserUuid"] is None
+    assert row["user_uuid"] == "u-1" and "OriginalUserUuid" not in row
 
 
 def test_unknown_fields_are_kept_not_dropped() -> None:
@@ -78,6 +85,28 @@ def test_ids_are_deterministic_and_count_occurrences() -> None:
     assert first["EventId"][:-2] == second["EventId"][:-2]
     reordered = dict(reversed(list(BASE.items())))
     assert _row(reordered)["EventId"] == first["EventId"]  # key order is not content
+
+
+def test_ids_are_the_ledger_key_in_13_characters() -> None:
+    digest = canonical_digest(BASE)
+    eid = event_id(digest, 0)
+    assert len(eid) == 13 and eid.endswith("-0")
+    assert digest_prefix(eid) == digest[:8]  # the dedup ledger's key, recovered from the row
+    assert all(ch.isalnum() or ch in "-_" for ch in eid)  # base64url: no '/', a Table RowKey as is
+    # Ids of different events differ; an id with '-' or '_' in its digest part still parses.
+    ids = {event_id(canonical_digest(dict(BASE, timestamp=BASE["timestamp"] + i)), 0) for i in range(2_000)}
+    assert len(ids) == 2_000
+    tricky = next(i for i in ids if "-" in i[:11] or "_" in i[:11])
+    assert event_id(digest_prefix(tricky) + bytes(24), 3) == tricky[:-1] + "3"
+    # The pattern tools use to find ids in text finds these and not the other values of a row.
+    assert all(re.fullmatch(EVENT_ID_PATTERN, i) for i in ids)
+    others = [
+        "a9d77bfa-7558-4495-985a-8d948aa1a138",
+        "198.51.100.7",
+        "2025-02-06T13:26:53Z",
+        "ann@example.com",
+    ]
+    assert not any(re.fullmatch(EVENT_ID_PATTERN, v) for v in others)
 
 
 def test_malformed_events_say_why() -> None:
@@ -135,9 +164,10 @@ def test_every_event_maps_to_a_valid_row_and_nothing_is_lost(raw: dict[str, Any]
     EventRow.model_validate_json(orjson.dumps(row))
     assert row["EventId"] == event_id(canonical_digest(raw), occurrence)
     # Reassemble the source event from the row: every field must come back unchanged.
+    assert set(OPTIONAL_COLUMNS) & set(row) == {c for c in OPTIONAL_COLUMNS if row.get(c) is not None}
     user = {
-        "uuid": row["OriginalUserUuid"] if row["OriginalUserUuid"] is not None else row["user_uuid"],
-        "email": row["OriginalUserEmail"] if row["OriginalUserEmail"] is not None else row["user_email"],
+        "uuid": row.get("OriginalUserUuid", row["user_uuid"]),
+        "email": row.get("OriginalUserEmail", row["user_email"]),
     }
     rebuilt = {
         "type": row["event_type"],
@@ -147,6 +177,6 @@ def test_every_event_maps_to_a_valid_row_and_nothing_is_lost(raw: dict[str, Any]
         "user": user,
         "initiator": row["initiator"],
         "metadata": row["metadata"],
-        **(row["AdditionalFields"] or {}),
+        **row.get("AdditionalFields", {}),
     }
     assert rebuilt == raw
