@@ -128,7 +128,7 @@ def analysed() -> dict[str, kql.QueryResult]:
         queries.append((f"call:{parser.name}", parser.name))
         queries.append((f"named:{parser.name}", _named_call(parser)))
     for schema in asim.SCHEMAS.values():
-        # The custom unifying parsers as a workspace holds them after the README's registration.
+        # The custom unifying parsers as a workspace holds them after the registration in docs/sentinel.md.
         queries.append((f"unifier:{schema.name}", schema.custom_unifier()))
         queries.append((f"asim-unifier:{schema.name}", f"union isfuzzy=true {schema.parameterless_parser}"))
     # Proof the check can fail: a body that names a column the table does not have.

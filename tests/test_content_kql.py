@@ -370,5 +370,5 @@ def test_workbook_structure() -> None:
     ):
         assert needle in health_queries
     constants = kql.workbook_constants(workbook)
-    # The official tabs' pair lists (event-catalog.md): 83 admin, 44 vault, 18 login pairs.
+    # The official tabs' pair lists (docs/event-catalog.md): 83 admin, 44 vault, 18 login pairs.
     assert [len(constants[k].split(",")) for k in ("AdminPairs", "VaultPairs", "LoginsPairs")] == [83, 44, 18]

@@ -16,6 +16,7 @@ DOCS = {
     "README.md": REPO / "README.md",
     "deploy/DEPLOY.md": REPO / "deploy" / "DEPLOY.md",
     "content/README.md": REPO / "content" / "README.md",
+    **{f"docs/{p.name}": p for p in sorted((REPO / "docs").glob("*.md"))},
 }
 
 
@@ -65,9 +66,12 @@ def test_unversioned_references_appear_only_as_the_contrast() -> None:
 
 def test_the_lease_length_in_the_docs_is_the_connectors() -> None:
     texts = _texts()
-    readme = texts["README.md"]
-    assert f"renews its {LEASE_SECONDS} s lease every {LEASE_RENEW_SECONDS} s" in readme
-    assert f"holding the checkpoint lease (wait about {LEASE_SECONDS} seconds" in readme
+    assert (
+        f"holds a {LEASE_SECONDS} s lease on the checkpoint and renews it every {LEASE_RENEW_SECONDS} s"
+        in (texts["docs/how-it-works.md"])
+    )
+    assert f"lease expires within {LEASE_SECONDS} s" in texts["README.md"]
+    assert f"holding the checkpoint lease (wait about {LEASE_SECONDS} seconds" in texts["docs/demo.md"]
     demo = " ".join((REPO / "sandbox" / "demo.py").read_text(encoding="utf-8").split())
     assert f"{LEASE_SECONDS} seconds for the lease" in demo
     for name, text in texts.items():
@@ -89,7 +93,8 @@ def test_no_data_received_is_named_only_as_the_rule_it_was() -> None:
             )
 
 
-def test_the_readme_demo_sample_counts_the_rules_that_ship() -> None:
+def test_the_demo_samples_count_the_rules_that_ship() -> None:
     rules = len(list((REPO / "content" / "analytic-rules").glob("*.yaml")))
-    readme = DOCS["README.md"].read_text(encoding="utf-8")
-    assert re.search(rf"^rules +{rules} analytic rules, {rules} ran locally", readme, re.MULTILINE)
+    for name in ("README.md", "docs/demo.md"):
+        text = DOCS[name].read_text(encoding="utf-8")
+        assert re.search(rf"^rules +{rules} analytic rules, {rules} ran locally", text, re.MULTILINE), name

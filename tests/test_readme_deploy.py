@@ -1,5 +1,5 @@
-"""The README's deploy section and deploy/DEPLOY.md work as written: the button, the fork
-instructions in plain rendered words, the commands they name, and the links between them."""
+"""The README's deploy section, deploy/DEPLOY.md and docs/releasing.md work as written: the button,
+the fork instructions in plain rendered words, the commands they name, and the links between them."""
 
 from __future__ import annotations
 
@@ -15,12 +15,21 @@ from deploy import release
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DEPLOY_MD = REPO / "deploy" / "DEPLOY.md"
+RELEASING_MD = REPO / "docs" / "releasing.md"
 
 
 def deploy_section() -> str:
     text = README.read_text(encoding="utf-8")
     start = text.index("<!-- section:deploy -->") + len("<!-- section:deploy -->")
     return text[start : text.index("<!-- /section:deploy -->")]
+
+
+def markdown_section(document: Path, heading: str) -> str:
+    """The text under `## heading`, up to the next heading of that level."""
+    text = document.read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def anchors(markdown: str) -> set[str]:
@@ -69,7 +78,7 @@ def test_the_direct_link_pattern_is_the_latest_release_button() -> None:
     assert "--readme-button" in section
 
 
-@pytest.mark.parametrize("document", [README, DEPLOY_MD], ids=lambda p: p.name)
+@pytest.mark.parametrize("document", [README, DEPLOY_MD, RELEASING_MD], ids=lambda p: p.name)
 def test_local_links_and_anchors_resolve(document: Path) -> None:
     text = deploy_section() if document == README else document.read_text(encoding="utf-8")
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
@@ -83,7 +92,7 @@ def test_local_links_and_anchors_resolve(document: Path) -> None:
 
 
 def test_named_commands_and_files_exist() -> None:
-    text = deploy_section() + DEPLOY_MD.read_text(encoding="utf-8")
+    text = deploy_section() + DEPLOY_MD.read_text(encoding="utf-8") + RELEASING_MD.read_text(encoding="utf-8")
     for module in set(re.findall(r"python -m (deploy\.\w+)", text)):
         assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
     for flag in set(re.findall(r"python -m deploy\.from_clone[^`\n]*", text)):
@@ -102,7 +111,8 @@ def test_named_commands_and_files_exist() -> None:
 
 
 def test_rotation_steps_write_the_setting_the_template_writes() -> None:
-    text = deploy_section()
+    """DEPLOY.md holds the in-place rotation commands; the README's short path links to them."""
+    text = markdown_section(DEPLOY_MD, "Rotate the NordPass token")
     assert "az keyvault secret set" in text and "az functionapp config appsettings set" in text
     (setting,) = re.findall(r'"NORDPASS_TOKEN=(@Microsoft\.KeyVault\(SecretUri=\$\w+\))"', text)
     template = bt.build_template(bt.SentinelContent())
@@ -114,4 +124,12 @@ def test_rotation_steps_write_the_setting_the_template_writes() -> None:
     assert setting.startswith("@Microsoft.KeyVault(SecretUri=")
     # The id that `az keyvault secret set --query id` returns is the versioned URI.
     assert "--query id" in text
-    assert "not** enough" in text or "not enough" in text
+    # The README says, in rendered words, that a new secret version alone does nothing, and where
+    # the two commands are.
+    readme = deploy_section()
+    rotate = readme[readme.index("### Rotate the NordPass token") :]
+    assert "az keyvault secret set" in rotate and "not** enough" in rotate
+    assert "(deploy/DEPLOY.md#rotate-the-nordpass-token)" in rotate
+    for document in (rotate, text):
+        words = " ".join(document.split()).lower()
+        assert "redeploy" in words and "secret version" in words

@@ -28,7 +28,7 @@ def test_valid_settings_with_defaults() -> None:
     assert s.storage.table_service_uri == "https://nordpassstore.table.core.windows.net"
     assert s.data_collection_endpoint.endswith(".azure.com")
     assert (s.run_budget_seconds, s.lookback_seconds, s.backfill_days, s.page_size) == (45.0, 900, 7.0, 100)
-    assert s.safety_delay_seconds == 2  # chosen from the freshness sweep (README, Performance)
+    assert s.safety_delay_seconds == 2  # chosen from the freshness sweep (docs/performance.md)
     assert TOKEN not in repr(s) and s.nordpass_token.get_secret_value() == TOKEN
     # Every unset tuning setting takes the documented default, the dataclass's.
     from nordpass_connector.settings import Settings

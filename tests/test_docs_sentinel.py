@@ -1,4 +1,4 @@
-"""The README's "In Sentinel" subsections on ASIM and hunting say what the content does: the
+"""docs/sentinel.md's sections on ASIM and hunting say what the content does: the
 registration lines are the ones the Kusto analyzer accepts (content.asim.registration_line, checked
 in test_content_asim.py), every parser and hunting query is listed, and the demo column matches
 what the demo plants."""
@@ -11,12 +11,12 @@ from pathlib import Path
 from content import asim, hunting
 from sandbox import demo_content
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SENTINEL_MD = Path(__file__).resolve().parent.parent / "docs" / "sentinel.md"
 NUMBERS = {10: "Ten", 11: "Eleven", 12: "Twelve", 13: "Thirteen", 14: "Fourteen", 15: "Fifteen"}
 
 
 def _section(name: str) -> str:
-    text = README.read_text(encoding="utf-8")
+    text = SENTINEL_MD.read_text(encoding="utf-8")
     start = text.index(f"<!-- section:{name} -->")
     return text[start : text.index(f"<!-- /section:{name} -->")]
 
