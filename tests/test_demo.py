@@ -260,6 +260,72 @@ def test_hunting_queries_find_their_planted_scenarios(demo_runs: tuple[DemoRun, 
     assert re.search(r"^  slow_brute_force +-> Low and slow brute force", first.stdout, re.M)
 
 
+def _shape(line: str) -> str:
+    """A line with its figures (counts, times, ports) made alike, its spacing collapsed."""
+    return re.sub(r"\d[\d,.:]*", "N", " ".join(line.split()))
+
+
+def _label(line: str) -> str:
+    """The summary's left column ("events", "this run", "== summary ...")."""
+    return "== summary" if line.startswith("== summary") else line[:11].strip()
+
+
+def _doc_sample(path: Path) -> list[str]:
+    """The demo output a document quotes: its code block that holds the summary."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = []
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current.append(line)
+    (sample,) = [b for b in blocks if "== summary (sandbox run 1)" in "\n".join(b)]
+    return sample
+
+
+def _labels(lines: list[str]) -> list[str]:
+    """The summary's sections, in order (tick and set-up lines left out)."""
+    return [_label(line) for line in lines if line and not line.startswith((" ", "tick ", "sandbox:"))]
+
+
+def _scenarios(lines: list[str], block: str) -> set[str]:
+    """The scenario names listed under one summary label (`rules`, `asim`, `hunting`)."""
+    out, inside = set(), False
+    for line in lines:
+        if line and not line.startswith(" "):
+            inside = _label(line) == block
+        elif inside and (found := re.match(r"^  (\w+) +-> ", line)):
+            out.add(found.group(1))
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/demo.md"])
+def test_the_docs_quote_the_demo_as_it_prints(demo_runs: tuple[DemoRun, DemoRun], doc: str) -> None:
+    """The samples in the docs were copied from a real `make demo DEMO_ARGS=--fresh` and still have
+    the shape of what it prints: every line the sample shows at the top level is a line the demo
+    prints (figures aside), and the full sample has the summary's sections in the same order and the
+    same planted scenarios. A change to the demo's output makes this fail until the docs follow."""
+    first, _ = demo_runs
+    printed = first.stdout.splitlines()
+    sample = _doc_sample(REPO_ROOT / doc)
+    shapes = {_shape(line) for line in printed}
+    for line in sample:
+        if not line or line.startswith(" ") or line.startswith(("sandbox: state in ", "report ")):
+            continue  # indented detail, and the two lines that name this test's state folder
+        assert _shape(line) in shapes, f"{doc}: {line!r} is not what the demo prints"
+    assert not [line for line in sample if re.search(r"(?<![\w.])/(home|root|tmp|work)/", line)]
+    if doc == "docs/demo.md":
+        assert _labels(sample) == _labels(printed)
+        # The planted scenarios, not background hits: those depend on how much history the run has.
+        for block in ("rules", "asim", "hunting"):
+            planted = _scenarios(printed, block) - {"background"}
+            assert _scenarios(sample, block) - {"background"} == planted, block
+
+
 def test_report_is_self_contained(demo_runs: tuple[DemoRun, DemoRun]) -> None:
     _, second = demo_runs
     page = (second.state / "report.html").read_text(encoding="utf-8")
