@@ -1,4 +1,4 @@
-"""The code stays typed and linted: ruff on the whole tree, mypy --strict on the package."""
+"""The code stays typed, linted and formatted: ruff (lint and format) on the whole tree, mypy --strict."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_ruff_finds_nothing() -> None:
     result = _run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_changes_nothing() -> None:
+    result = _run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -94,7 +94,9 @@ def test_long_error_text_is_bounded() -> None:
 
 def test_fields_round_trip_and_tolerate_damage() -> None:
     record = merge_report(
-        None, report(outcome="ok", sent=3, newest_event="2023-11-14T22:13:00Z", skipped_gap=["a", "b"]), now=T0
+        None,
+        report(outcome="ok", sent=3, newest_event="2023-11-14T22:13:00Z", skipped_gap=["a", "b"]),
+        now=T0,
     )
     fields = record.to_fields()
     assert fields["HealthVersion"] == 1
@@ -112,8 +114,12 @@ def test_fields_round_trip_and_tolerate_damage() -> None:
 def test_render_for_people() -> None:
     record = merge_report(
         None,
-        report(outcome="failed", error="SinkAuthError: 403 -> grant the role", error_class="SinkAuthError",
-               newest_event="2023-11-14T21:13:20Z"),
+        report(
+            outcome="failed",
+            error="SinkAuthError: 403 -> grant the role",
+            error_class="SinkAuthError",
+            newest_event="2023-11-14T21:13:20Z",
+        ),
         now=T0,
     )
     text = "\n".join(render(record, now=T0, instance="default"))
@@ -268,7 +274,9 @@ def test_status_command_text_json_and_exit_codes(
 
 
 def test_timer_tick_logs_one_info_summary_or_one_error_and_raises(
-    sandbox: Sandbox, event_factory: EventFactory, monkeypatch: pytest.MonkeyPatch,
+    sandbox: Sandbox,
+    event_factory: EventFactory,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for name, value in sandbox.environ().items():
