@@ -23,8 +23,8 @@ import orjson
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from nordpass_connector import USER_AGENT
+from nordpass_connector.adapters.table_store import build_table_client
 from nordpass_connector.batching import pack
-from nordpass_connector.checkpoint import build_table_client
 from nordpass_connector.clock import Clock, SystemClock
 from nordpass_connector.composition import build_credential
 from nordpass_connector.mapping import PreparedEvent, prepare, to_row

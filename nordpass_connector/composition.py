@@ -20,7 +20,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from . import __version__
-from .checkpoint import TableCheckpointStore, build_table_client
+from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
@@ -118,13 +118,13 @@ def build_credential(
 
 def build_store(
     settings: Settings | StoreSettings, environ: Mapping[str, str], **table_options: Any
-) -> TableCheckpointStore:
+) -> TableStore:
     """The checkpoint store (checkpoint, dead letters, health record) as the run uses it; `status`
     and `doctor` build theirs here too so they look exactly where the runs write."""
     table_credential = None
     if settings.storage.connection_string is None:
         table_credential = build_credential(settings, environ, client_id=settings.storage.client_id)
-    return TableCheckpointStore(
+    return TableStore(
         build_table_client(
             table_name=settings.checkpoint_table,
             connection_string=(
@@ -324,7 +324,7 @@ def _write_health_record(
 ) -> HealthRecord | None:
     """The record after this run, as written; None when it could not be read or written."""
     store = connector.store
-    if not isinstance(store, TableCheckpointStore):
+    if not isinstance(store, TableStore):
         return None  # a test double without a health row
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last

@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, UpdateMode
 
-from .checkpoint import build_table_client, describe_table_error, safe_row_key
+from .adapters.table_store import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
 from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
 from .emulator import emulator_not_running

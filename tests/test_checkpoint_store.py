@@ -1,4 +1,4 @@
-"""TableCheckpointStore against Azurite: the ETag protocol, not-found vs unavailable, dead letters,
+"""TableStore against Azurite: the ETag protocol, not-found vs unavailable, dead letters,
 binary properties and Table size limits."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from nordpass_connector.checkpoint import (
+from nordpass_connector.adapters.table_store import (
     RAW_JSON_MAX_BYTES,
     CheckpointTooLarge,
-    TableCheckpointStore,
+    TableStore,
     build_table_client,
     to_entity,
 )
@@ -37,8 +37,8 @@ FIELDS: dict[str, Any] = {
 
 
 @pytest.fixture
-def store(table_client: TableClient) -> TableCheckpointStore:
-    return TableCheckpointStore(table_client, instance="eu-prod")
+def store(table_client: TableClient) -> TableStore:
+    return TableStore(table_client, instance="eu-prod")
 
 
 def dead_port_client() -> TableClient:
@@ -52,14 +52,14 @@ def dead_port_client() -> TableClient:
 
 
 def test_first_load_on_a_missing_table_is_none_and_creates_the_table(
-    store: TableCheckpointStore, table_client: TableClient
+    store: TableStore, table_client: TableClient
 ) -> None:
     assert store.load() is None
     assert list(table_client.list_entities()) == []  # the table now exists
     assert store.load() is None
 
 
-def test_create_then_load_round_trips_every_type(store: TableCheckpointStore) -> None:
+def test_create_then_load_round_trips_every_type(store: TableStore) -> None:
     created = store.create(FIELDS)
     assert created.etag
     loaded = store.load()
@@ -69,14 +69,14 @@ def test_create_then_load_round_trips_every_type(store: TableCheckpointStore) ->
     assert type(loaded.fields["SchemaVersion"]) is int and type(loaded.fields["Complete"]) is bool
 
 
-def test_second_create_conflicts(store: TableCheckpointStore, table_client: TableClient) -> None:
+def test_second_create_conflicts(store: TableStore, table_client: TableClient) -> None:
     store.create(FIELDS)
-    rival = TableCheckpointStore(table_client, instance="eu-prod")
+    rival = TableStore(table_client, instance="eu-prod")
     with pytest.raises(CheckpointConflict):
         rival.create({**FIELDS, "LeaseOwner": "run-b"})
 
 
-def test_commit_advances_and_stale_etag_conflicts(store: TableCheckpointStore) -> None:
+def test_commit_advances_and_stale_etag_conflicts(store: TableStore) -> None:
     first = store.create(FIELDS)
     second = store.commit({**FIELDS, "DoneTo": 5}, etag=first.etag)
     assert second.etag != first.etag
@@ -86,7 +86,7 @@ def test_commit_advances_and_stale_etag_conflicts(store: TableCheckpointStore) -
     assert loaded is not None and loaded.fields["DoneTo"] == 5
 
 
-def test_commit_replaces_fields(store: TableCheckpointStore) -> None:
+def test_commit_replaces_fields(store: TableStore) -> None:
     first = store.create({**FIELDS, "Ledger1": b"x"})
     store.commit(FIELDS, etag=first.etag)
     loaded = store.load()
@@ -94,15 +94,15 @@ def test_commit_replaces_fields(store: TableCheckpointStore) -> None:
 
 
 def test_instances_are_separate_rows(table_client: TableClient) -> None:
-    a = TableCheckpointStore(table_client, instance="a")
-    b = TableCheckpointStore(table_client, instance="b")
+    a = TableStore(table_client, instance="a")
+    b = TableStore(table_client, instance="b")
     a.create(FIELDS)
     assert b.load() is None
 
 
 def test_unreachable_storage_is_unavailable_never_none() -> None:
     client = dead_port_client()
-    store = TableCheckpointStore(client, instance="x")
+    store = TableStore(client, instance="x")
     for call in (store.load, lambda: store.create(FIELDS), lambda: store.commit(FIELDS, etag='W/"x"')):
         with pytest.raises(CheckpointUnavailable) as info:
             call()
@@ -112,7 +112,7 @@ def test_unreachable_storage_is_unavailable_never_none() -> None:
         store.read_health()
 
 
-def test_binary_ledger_chunks_round_trip(store: TableCheckpointStore) -> None:
+def test_binary_ledger_chunks_round_trip(store: TableStore) -> None:
     chunks = {f"Ledger{i}": bytes([i]) * 60_000 for i in range(14)}
     store.create({"SchemaVersion": 1, "LedgerChunks": 14, **chunks})
     loaded = store.load()
@@ -130,7 +130,7 @@ def test_binary_ledger_chunks_round_trip(store: TableCheckpointStore) -> None:
     ],
 )
 def test_size_limits_are_checked_before_sending(
-    store: TableCheckpointStore, fields: dict[str, Any], match: str
+    store: TableStore, fields: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(CheckpointTooLarge, match=match):
         store.create(fields)
@@ -153,7 +153,7 @@ def record(event_id: str, raw: bytes, reason: str = "record is 2,000,000 bytes")
     )
 
 
-def test_set_aside_is_idempotent_and_keyed_by_day(store: TableCheckpointStore) -> None:
+def test_set_aside_is_idempotent_and_keyed_by_day(store: TableStore) -> None:
     items = [record("aa-0", b'{"a":1}'), record("bb-0", b'{"b":2}')]
     store.set_aside(items)
     store.set_aside(items)
@@ -166,7 +166,7 @@ def test_set_aside_is_idempotent_and_keyed_by_day(store: TableCheckpointStore) -
     assert row["Reason"].startswith("record is") and row["Instance"] == "eu-prod"
 
 
-def test_set_aside_truncates_large_raw_json_with_hash(store: TableCheckpointStore) -> None:
+def test_set_aside_truncates_large_raw_json_with_hash(store: TableStore) -> None:
     raw = b'{"pad":"' + "é".encode() * 80_000 + b'"}'
     store.set_aside([record("big-0", raw)])
     (row,) = store.dead_letters()
@@ -175,13 +175,13 @@ def test_set_aside_truncates_large_raw_json_with_hash(store: TableCheckpointStor
     assert row["RawSha256"] == hashlib.sha256(raw).hexdigest() and row["RawBytes"] == len(raw)
 
 
-def test_set_aside_sanitises_row_keys(store: TableCheckpointStore) -> None:
+def test_set_aside_sanitises_row_keys(store: TableStore) -> None:
     store.set_aside([record("a/b#c?d\\e", b"{}")])
     (row,) = store.dead_letters()
     assert row["RowKey"] == "a_b_c_d_e" and row["EventId"] == "a/b#c?d\\e"
 
 
-def test_health_record_beside_the_checkpoint(store: TableCheckpointStore) -> None:
+def test_health_record_beside_the_checkpoint(store: TableStore) -> None:
     assert store.read_health() is None
     store.write_health({"LastRun": 1_700_000_000, "Outcome": "ok"})
     store.write_health({"LastRun": 1_700_000_060, "Outcome": "failed"})
@@ -197,7 +197,7 @@ def test_build_table_client_needs_a_way_in() -> None:
 def test_build_table_client_from_connection_string(azurite_server: Azurite) -> None:
     client = build_table_client(table_name="cpbuilt", connection_string=azurite_server.connection_string)
     with client:
-        store = TableCheckpointStore(client, instance="built")
+        store = TableStore(client, instance="built")
         assert store.load() is None
         store.create({"SchemaVersion": 1})
         assert store.load() is not None
@@ -248,7 +248,7 @@ def _add(cp: Checkpoint, events: int, *, seed: int) -> None:
         cp.ledger.add(rng.randbytes(8), 1_700_000_000 + rng.randrange(600))
 
 
-def _assert_row_is(store: TableCheckpointStore, fields: dict[str, Any], cp: Checkpoint) -> None:
+def _assert_row_is(store: TableStore, fields: dict[str, Any], cp: Checkpoint) -> None:
     loaded = store.load()
     assert loaded is not None
     assert loaded.fields == fields
@@ -256,7 +256,7 @@ def _assert_row_is(store: TableCheckpointStore, fields: dict[str, Any], cp: Chec
 
 
 def test_commit_after_own_write_merges_only_the_changes(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="merge")
+    store = TableStore(spied_client, instance="merge")
     cp = _checkpoint(10_000)  # 160,000 bytes: three chunks
     stored = store.create(cp.to_fields())
     _, full_size = spy.last()
@@ -284,7 +284,7 @@ def test_commit_after_own_write_merges_only_the_changes(spied_client: TableClien
 
 
 def test_prune_to_fewer_chunks_replaces_the_row(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="prune")
+    store = TableStore(spied_client, instance="prune")
     cp = _checkpoint(10_000)
     stored = store.create(cp.to_fields())
     _add(cp, 100, seed=1)
@@ -307,14 +307,14 @@ def test_prune_to_fewer_chunks_replaces_the_row(spied_client: TableClient, spy: 
 
 
 def test_a_writer_between_two_merge_commits_is_a_conflict(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="race")
+    store = TableStore(spied_client, instance="race")
     cp = _checkpoint(5_000)
     stored = store.create(cp.to_fields())
     _add(cp, 100, seed=1)
     stored = store.commit(cp.to_fields(), etag=stored.etag)
     assert spy.last()[0] == "PATCH"
 
-    rival = TableCheckpointStore(spied_client, instance="race")
+    rival = TableStore(spied_client, instance="race")
     theirs = rival.load()
     assert theirs is not None
     rival_cp = Checkpoint.from_fields(theirs.fields)
@@ -337,8 +337,8 @@ def test_a_writer_between_two_merge_commits_is_a_conflict(spied_client: TableCli
 
 
 def test_first_commit_after_load_replaces(spied_client: TableClient, spy: Spy) -> None:
-    TableCheckpointStore(spied_client, instance="fresh").create(_checkpoint(100).to_fields())
-    store = TableCheckpointStore(spied_client, instance="fresh")
+    TableStore(spied_client, instance="fresh").create(_checkpoint(100).to_fields())
+    store = TableStore(spied_client, instance="fresh")
     loaded = store.load()
     assert loaded is not None
     cp = Checkpoint.from_fields(loaded.fields)
@@ -352,7 +352,7 @@ def test_first_commit_after_load_replaces(spied_client: TableClient, spy: Spy) -
 
 
 def test_a_type_change_is_sent_even_when_the_values_compare_equal(spied_client: TableClient) -> None:
-    store = TableCheckpointStore(spied_client, instance="types")
+    store = TableStore(spied_client, instance="types")
     stored = store.create({"Flag": True, "Count": 1})
     store.commit({"Flag": 1, "Count": True}, etag=stored.etag)
     loaded = store.load()
@@ -362,7 +362,7 @@ def test_a_type_change_is_sent_even_when_the_values_compare_equal(spied_client: 
 
 def test_random_commit_sequences_round_trip(spied_client: TableClient, spy: Spy) -> None:
     rng = random.Random(11)
-    store = TableCheckpointStore(spied_client, instance="random")
+    store = TableStore(spied_client, instance="random")
     cp = _checkpoint(rng.randrange(20_000))
     stored = store.create(cp.to_fields())
     for step in range(40):

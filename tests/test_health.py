@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nordpass_connector import cli, composition
-from nordpass_connector.checkpoint import TableCheckpointStore
+from nordpass_connector.adapters.table_store import TableStore
 from nordpass_connector.errors import CheckpointUnavailable, SourceAuthError
 from nordpass_connector.health import (
     HealthRecord,
@@ -214,10 +214,10 @@ def test_health_after_success_failure_and_recovery(sandbox: Sandbox, event_facto
 def test_a_failing_health_write_masks_nothing(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(self: TableCheckpointStore, fields: dict[str, Any]) -> None:
+    def broken(self: TableStore, fields: dict[str, Any]) -> None:
         raise CheckpointUnavailable("checkpoint health write failed: ServiceRequestError")
 
-    monkeypatch.setattr(TableCheckpointStore, "write_health", broken)
+    monkeypatch.setattr(TableStore, "write_health", broken)
     caplog.set_level(logging.WARNING, logger="nordpass_connector")
     assert run(sandbox, 0).outcome == "ok", "a delivered run stays a success"
     assert "could not write the health record" in caplog.text
@@ -227,10 +227,10 @@ def test_a_failing_health_write_masks_nothing(
         run(sandbox)
     assert isinstance(failed.value.cause, SourceAuthError), "the run's own error, not the health write's"
 
-    def exploding(self: TableCheckpointStore, fields: dict[str, Any]) -> None:
+    def exploding(self: TableStore, fields: dict[str, Any]) -> None:
         raise TypeError("bug")
 
-    monkeypatch.setattr(TableCheckpointStore, "write_health", exploding)
+    monkeypatch.setattr(TableStore, "write_health", exploding)
     with pytest.raises(RunFailed) as again:
         run(sandbox)
     assert isinstance(again.value.cause, SourceAuthError)
@@ -324,11 +324,11 @@ def test_an_unreadable_record_is_left_alone_not_rebuilt(
     before = read_health(sandbox)
     assert before.consecutive_failures == 1
 
-    def unreadable(self: TableCheckpointStore) -> dict[str, Any] | None:
+    def unreadable(self: TableStore) -> dict[str, Any] | None:
         raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
 
     sandbox.sim.configure(auth_status=None)
     with monkeypatch.context() as patched:
-        patched.setattr(TableCheckpointStore, "read_health", unreadable)
+        patched.setattr(TableStore, "read_health", unreadable)
         assert run(sandbox).outcome == "ok"
     assert read_health(sandbox) == before, "no record rebuilt from nothing over the real one"

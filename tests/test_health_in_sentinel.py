@@ -357,13 +357,13 @@ def test_the_wait_for_a_row_is_bounded_whatever_the_reporter_does(
 def test_a_health_record_that_cannot_be_read_still_sends_the_row(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nordpass_connector.checkpoint import TableCheckpointStore
+    from nordpass_connector.adapters.table_store import TableStore
     from nordpass_connector.errors import CheckpointUnavailable
 
-    def unreadable(self: TableCheckpointStore) -> dict[str, Any] | None:
+    def unreadable(self: TableStore) -> dict[str, Any] | None:
         raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
 
-    monkeypatch.setattr(TableCheckpointStore, "read_health", unreadable)
+    monkeypatch.setattr(TableStore, "read_health", unreadable)
     report = run(sandbox, 0)
     [row] = sandbox.ingestion.health_rows()
     assert (row["RunId"], row["Outcome"]) == (report.run_id, "ok")

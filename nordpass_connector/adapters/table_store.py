@@ -1,4 +1,4 @@
-"""`CheckpointStore` on Azure Table Storage (`azure-data-tables`).
+"""The Table Storage adapter (`azure-data-tables`): everything the connector keeps in tables.
 
 One entity per connector instance (PartitionKey "checkpoint", RowKey = instance name) holds the
 bookmark. It is created with `create_entity` (a 409 means another run did it first) and advanced only
@@ -10,7 +10,7 @@ CheckpointUnavailable, because treating an outage as a first run restarts a 7-da
 
 A commit normally sends only what changed since this store's own last write (MERGE under the same
 ETag condition), so the unchanged 60 KB ledger chunks are not re-encoded and re-sent after every
-batch; see `TableCheckpointStore.commit`.
+batch; see `TableStore.commit`.
 
 Undeliverable events go to a companion table (`<table>deadletters`), keyed by event id, so setting
 the same event aside twice leaves one row. A health record sits beside the checkpoint.
@@ -38,9 +38,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from .errors import CheckpointConflict, CheckpointError, CheckpointUnavailable, ConfigurationError
-from .ports import SetAsideRecord, StoredCheckpoint
-from .requests_session import EnvironmentOnceSession
+from ..errors import CheckpointConflict, CheckpointError, CheckpointUnavailable, ConfigurationError
+from ..ports import SetAsideRecord, StoredCheckpoint
+from ..requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"
 DEADLETTER_SUFFIX = "deadletters"
@@ -216,8 +216,8 @@ def _truncate_utf16(text: str, limit: int) -> str:
     return text
 
 
-class TableCheckpointStore:
-    """The connector's checkpoint, dead letters and health record in Table Storage."""
+class TableStore:
+    """The connector's checkpoint, dead letters and health record in Table Storage (`CheckpointStore`)."""
 
     def __init__(
         self,
