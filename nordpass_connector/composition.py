@@ -20,6 +20,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from . import __version__
+from .adapters.requests_session import EnvironmentOnceSession
 from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
@@ -30,7 +31,6 @@ from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
-from .requests_session import EnvironmentOnceSession
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
 from .sink import IngestionHealthReporter, IngestionSink, build_logs_client

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import requests
 
+from nordpass_connector.adapters.requests_session import EnvironmentOnceSession
 from nordpass_connector.adapters.table_store import TableStore, build_table_client
 from nordpass_connector.errors import CheckpointUnavailable
-from nordpass_connector.requests_session import EnvironmentOnceSession
 from sandbox.azurite import Azurite
 
 TABLE_URL = "https://account.table.core.windows.net/checkpoints(PartitionKey='c',RowKey='d')"

@@ -40,7 +40,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
 from ..errors import CheckpointConflict, CheckpointError, CheckpointUnavailable, ConfigurationError
 from ..ports import SetAsideRecord, StoredCheckpoint
-from ..requests_session import EnvironmentOnceSession
+from .requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"
 DEADLETTER_SUFFIX = "deadletters"
