@@ -20,13 +20,13 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from . import __version__
+from .adapters.nordpass import NordPassClient
 from .adapters.requests_session import EnvironmentOnceSession
 from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
-from .nordpass import NordPassClient
 from .pipeline import Connector, RunFailed, RunOptions, run_once
 from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader

@@ -25,6 +25,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, UpdateMode
 
+from .adapters.nordpass import NordPassClient
 from .adapters.table_store import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
 from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
@@ -39,7 +40,6 @@ from .errors import (
     SourceUnavailable,
     SourceUnreachable,
 )
-from .nordpass import NordPassClient
 from .ports import Window
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import KNOWN_NORDPASS_HOSTS, Settings, load_settings

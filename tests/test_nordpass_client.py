@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from nordpass_connector import USER_AGENT
+from nordpass_connector.adapters.nordpass import DEFAULT_TIMEOUT, NordPassClient
 from nordpass_connector.clock import SystemClock
 from nordpass_connector.errors import (
     ConfigurationError,
@@ -23,7 +24,6 @@ from nordpass_connector.errors import (
     SourceUnavailable,
     SourceUnreachable,
 )
-from nordpass_connector.nordpass import DEFAULT_TIMEOUT, NordPassClient
 from nordpass_connector.ports import Page, Window
 from nordpass_connector.retry import Deadline, Retrier, RetryLog, RetryPolicy
 from sandbox.datagen import EventFactory

@@ -35,19 +35,19 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from . import USER_AGENT
-from .clock import Clock
-from .errors import (
+from .. import USER_AGENT
+from ..clock import Clock
+from ..errors import (
     ConfigurationError,
     SourceAuthError,
     SourceProtocolError,
     SourceUnavailable,
     SourceUnreachable,
 )
+from ..models import ActivityPage, PageMetadata
+from ..ports import Page, Window
+from ..retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
 from .keepalive import KeepAliveTransport
-from .models import ActivityPage, PageMetadata
-from .ports import Page, Window
-from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
 
 log = logging.getLogger(__name__)
 
