@@ -23,6 +23,7 @@ import orjson
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from nordpass_connector import USER_AGENT
+from nordpass_connector.adapters.ingestion import IngestionSink, build_logs_client
 from nordpass_connector.adapters.table_store import build_table_client
 from nordpass_connector.batching import pack
 from nordpass_connector.clock import Clock, SystemClock
@@ -31,7 +32,6 @@ from nordpass_connector.mapping import PreparedEvent, prepare, to_row
 from nordpass_connector.ports import Batch
 from nordpass_connector.retry import Deadline, Retrier, RetryLog, RetryPolicy
 from nordpass_connector.settings import Settings
-from nordpass_connector.sink import IngestionSink, build_logs_client
 
 PER_PAGE = 100
 HTTP_TIMEOUT_SECONDS = 10.0

@@ -268,7 +268,7 @@ class _Records(logging.Handler):
 @contextlib.contextmanager
 def _acknowledgements(clock: SharedClock, acks: list[tuple[str, float]]) -> Iterator[None]:
     """Record, for every row the real sink reports delivered, the simulated time `send` returned."""
-    from nordpass_connector.sink import IngestionSink
+    from nordpass_connector.adapters.ingestion import IngestionSink
 
     original = IngestionSink.send
 

@@ -20,6 +20,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from . import __version__
+from .adapters.ingestion import IngestionHealthReporter, IngestionSink, build_logs_client
 from .adapters.nordpass import NordPassClient
 from .adapters.requests_session import EnvironmentOnceSession
 from .adapters.table_store import TableStore, build_table_client
@@ -33,7 +34,6 @@ from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
-from .sink import IngestionHealthReporter, IngestionSink, build_logs_client
 
 log = logging.getLogger("nordpass_connector")
 

@@ -25,6 +25,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, UpdateMode
 
+from .adapters.ingestion import build_logs_client, check_upload
 from .adapters.nordpass import NordPassClient
 from .adapters.table_store import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
@@ -43,7 +44,6 @@ from .errors import (
 from .ports import Window
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import KNOWN_NORDPASS_HOSTS, Settings, load_settings
-from .sink import build_logs_client, check_upload
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from azure.monitor.ingestion import LogsIngestionClient
 
+from nordpass_connector.adapters.ingestion import IngestionSink, build_logs_client, check_upload
 from nordpass_connector.batching import pack
 from nordpass_connector.clock import SystemClock
 from nordpass_connector.errors import SinkAuthError, SinkConfigError, SinkRejected, SinkUnavailable
 from nordpass_connector.mapping import iso_utc
 from nordpass_connector.ports import Batch, Delivery, SetAsideCode
 from nordpass_connector.retry import Deadline, Retrier
-from nordpass_connector.sink import IngestionSink, build_logs_client, check_upload
 from sandbox.ingestion import IngestionStandIn
 from sandbox.token_endpoint import TokenEndpoint
 

@@ -44,10 +44,10 @@ from azure.core.exceptions import (
 from azure.monitor.ingestion import LogsIngestionClient
 from isal import igzip
 
-from . import USER_AGENT
-from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
-from .clock import Clock
-from .errors import (
+from .. import USER_AGENT
+from ..batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
+from ..clock import Clock
+from ..errors import (
     SinkAuthError,
     SinkConfigError,
     SinkError,
@@ -55,9 +55,9 @@ from .errors import (
     SinkTokenUnavailable,
     SinkUnavailable,
 )
-from .ports import Batch, Delivery, Rejection, SetAsideCode
-from .retry import Deadline, Retrier, RetryLog, RetryPolicy, Verdict, classify_status, parse_retry_after
-from .throttle import RateBudget
+from ..ports import Batch, Delivery, Rejection, SetAsideCode
+from ..retry import Deadline, Retrier, RetryLog, RetryPolicy, Verdict, classify_status, parse_retry_after
+from ..throttle import RateBudget
 
 log = logging.getLogger(__name__)
 
