@@ -24,10 +24,10 @@ from contextlib import contextmanager
 import orjson
 
 from . import doctor, health
+from .adapters.emulator import emulator_not_running
 from .clock import SystemClock
 from .composition import build_store, quiet_third_party_loggers, run_from_environment
 from .cursor import Checkpoint
-from .emulator import emulator_not_running
 from .errors import CheckpointUnavailable, ConfigurationError, ConnectorError, SettingsFileError
 from .pipeline import RunFailed
 from .report import checkpoint_summary

@@ -25,12 +25,12 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, UpdateMode
 
+from .adapters.emulator import emulator_not_running
 from .adapters.ingestion import build_logs_client, check_upload
 from .adapters.nordpass import NordPassClient
 from .adapters.table_store import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
 from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
-from .emulator import emulator_not_running
 from .errors import (
     ConfigurationError,
     ConnectorError,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nordpass_connector import doctor
+from nordpass_connector.adapters.emulator import START_AZURITE
 from nordpass_connector.doctor import FAIL, PASS, SKIP, Check, run_doctor
-from nordpass_connector.emulator import START_AZURITE
 from nordpass_connector.errors import (
     ConfigurationError,
     SinkAuthError,

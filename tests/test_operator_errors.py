@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from nordpass_connector.adapters.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.doctor import FIX_IDENTITY, FIX_NORDPASS_UNREACHABLE
-from nordpass_connector.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.errors import ConfigurationError, SettingsFileError, SinkTokenUnavailable
 from sandbox.azurite import free_port
 from sandbox.datagen import EventFactory

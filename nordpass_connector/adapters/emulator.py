@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-from .errors import CheckpointUnavailable
-from .settings import STORAGE, StorageSettings, is_loopback
+from ..errors import CheckpointUnavailable
+from ..settings import STORAGE, StorageSettings, is_loopback
 
 # Where `UseDevelopmentStorage=true` sends table requests (the storage SDKs' fixed default).
 DEVELOPMENT_TABLE_ADDRESS = ("127.0.0.1", 10002)
