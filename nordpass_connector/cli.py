@@ -20,15 +20,22 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 
 from . import doctor, health
 from .adapters.emulator import emulator_not_running
+from .adapters.table_store import TableStore
 from .clock import SystemClock
 from .composition import build_store, quiet_third_party_loggers, run_from_environment
-from .cursor import Checkpoint
-from .errors import CheckpointUnavailable, ConfigurationError, ConnectorError, SettingsFileError
+from .errors import (
+    CheckpointDamaged,
+    CheckpointUnavailable,
+    ConfigurationError,
+    ConnectorError,
+    SettingsFileError,
+)
 from .pipeline import RunFailed
 from .report import checkpoint_summary
 from .settings import load_settings, load_store_settings
@@ -122,7 +129,7 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     store = build_store(settings, environ)
     try:
         record = health.HealthRecord.from_fields(store.read_health())
-        stored = store.load()
+        summary = _checkpoint_state(store)
         # Only counted, never shown: a dead letter holds the event itself.
         dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
     except ConnectorError as error:
@@ -130,12 +137,6 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             error = emulator_not_running(settings.storage) or error
         out.error("could not read the health record: %s", error.describe())
         return EXIT_FAILED
-    summary = None
-    if stored is not None:
-        try:
-            summary = checkpoint_summary(Checkpoint.from_fields(stored.fields))
-        except (KeyError, TypeError, ValueError):
-            summary = {"unreadable": True}
     dead_text = f"{dead_letters}+" if dead_letters >= DEAD_LETTER_COUNT_LIMIT else str(dead_letters)
     if args.json:
         _print(
@@ -149,7 +150,9 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     else:
         lines = health.render(record, now=now, instance=settings.instance)
-        if summary is not None:
+        if summary is not None and "damaged" in summary:
+            lines.append(f"checkpoint: {summary['damaged']}")
+        elif summary is not None:
             progress = summary.get("window_in_progress")
             lines.append(
                 f"checkpoint: windows done to {summary.get('done_to') or '-'}"
@@ -167,6 +170,16 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if run_problems:
         return EXIT_CONFIG
     return EXIT_OK if record is not None and record.healthy else EXIT_FAILED
+
+
+def _checkpoint_state(store: TableStore) -> dict[str, Any] | None:
+    """Where the runs stand, for `status`; a damaged row is named (row and property) with what to
+    do, beside the health record, rather than hidden behind it."""
+    try:
+        stored = store.load()
+    except CheckpointDamaged as damage:
+        return {"damaged": damage.describe()}
+    return checkpoint_summary(stored.checkpoint) if stored is not None else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,29 +33,20 @@ further unreadable window stops the run instead of being skipped.
 
 from __future__ import annotations
 
-import json
 import struct
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from .errors import CheckpointDamaged
 from .ports import Window
 
-SCHEMA_VERSION = 1
 DIGEST_BYTES = 8  # 64 bits of SHA-256 is plenty to tell apart the events of one overlap region
-_ENTRY = struct.Struct(">8sq")
-# Table Storage allows 64 KiB per binary property and 1 MiB per entity.
-LEDGER_CHUNK_BYTES = 60_000
-MAX_LEDGER_CHUNKS = 14
+# One ledger entry as stored: the digest key and the event's time (16 bytes).
+ENTRY = struct.Struct(">8sq")
 MAX_SPAN_SECONDS = 90 * 86_400  # the Activity API rejects filters wider than 90 days
 RETENTION_MARGIN_SECONDS = 3_600
 MAX_HELD_WINDOWS = 16
 MAX_HELD_REASON_CHARS = 200
 STUCK_AFTER_SECONDS = 3_600  # a window held this long is reported as stuck
-# Any stored time must lie between 0 and this (2**40 s is year 36812): beyond it is damage.
-MAX_STORED_SECONDS = 2**40
 
 
 @dataclass
@@ -69,9 +60,6 @@ class Ledger:
 
     entries: dict[bytes, list[int]] = field(default_factory=dict)
     _encoded: bytearray | None = field(default=None, init=False, repr=False, compare=False)
-    # CRC-32 of each complete chunk of the encoding; the encoding only grows at its end until a
-    # prune, so a complete chunk's checksum never changes and is computed once.
-    _chunk_crcs: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def count(self, digest: bytes) -> int:
         entry = self.entries.get(digest[:DIGEST_BYTES])
@@ -85,7 +73,7 @@ class Ledger:
         else:
             entry[1] += copies
         if self._encoded is not None:
-            self._encoded += _ENTRY.pack(key, entry[0]) * copies
+            self._encoded += ENTRY.pack(key, entry[0]) * copies
 
     def prune_below(self, floor: int, *, keep: Sequence[Window] = ()) -> None:
         """Forget entries older than `floor`, except those inside a `keep` window (held ones)."""
@@ -95,11 +83,10 @@ class Ledger:
 
         self.entries = {k: v for k, v in self.entries.items() if kept(v[0])}
         self._encoded = None
-        self._chunk_crcs = []
 
     def __len__(self) -> int:
         if self._encoded is not None:
-            return len(self._encoded) // _ENTRY.size
+            return len(self._encoded) // ENTRY.size
         return sum(v[1] for v in self.entries.values())
 
     def count_between(self, start: int, end: int) -> int:
@@ -109,28 +96,18 @@ class Ledger:
         return {v[0] for v in self.entries.values()}
 
     def encode(self) -> bytes:
+        """The entries as `ENTRY` records, a copy per delivered event (the stored form)."""
         if self._encoded is None:
-            pack = _ENTRY.pack
+            pack = ENTRY.pack
             self._encoded = bytearray(
                 b"".join(pack(key, ts) * copies for key, (ts, copies) in sorted(self.entries.items()))
             )
         return bytes(self._encoded)
 
-    def chunks(self) -> tuple[list[bytes], list[int]]:
-        """The encoding in property-sized chunks, with the CRC-32 of each."""
-        blob = self.encode()
-        chunks = [blob[i : i + LEDGER_CHUNK_BYTES] for i in range(0, len(blob), LEDGER_CHUNK_BYTES)]
-        complete = len(blob) // LEDGER_CHUNK_BYTES
-        del self._chunk_crcs[complete:]
-        for chunk in chunks[len(self._chunk_crcs) : complete]:
-            self._chunk_crcs.append(zlib.crc32(chunk))
-        crcs = self._chunk_crcs + [zlib.crc32(c) for c in chunks[complete:]]
-        return chunks, crcs
-
     @classmethod
     def decode(cls, blob: bytes) -> Ledger:
         ledger = cls()
-        for key, ts in _ENTRY.iter_unpack(blob):
+        for key, ts in ENTRY.iter_unpack(blob):
             ledger.add(key, ts)
         ledger._encoded = bytearray(blob)
         return ledger
@@ -176,149 +153,6 @@ class Checkpoint:
     def first_run(cls, *, now: float, backfill_days: float) -> Checkpoint:
         # +1: windows start at floor - 1, so the first one starts exactly `backfill_days` back.
         return cls(floor=int(now - backfill_days * 86_400) + 1)
-
-    def to_fields(self) -> dict[str, Any]:
-        chunks, crcs = self.ledger.chunks()
-        if len(chunks) > MAX_LEDGER_CHUNKS:
-            raise ValueError(
-                f"the dedup ledger holds {len(self.ledger)} events, more than one checkpoint row can "
-                "store; lower NORDPASS_MAX_WINDOW_EVENTS or NORDPASS_LOOKBACK_SECONDS"
-            )
-        fields: dict[str, Any] = {
-            "SchemaVersion": SCHEMA_VERSION,
-            "Floor": self.floor,
-            "CurrentStart": self.current.start if self.current else -1,
-            "CurrentEnd": self.current.end if self.current else -1,
-            "DoneTo": self.done_to if self.done_to is not None else -1,
-            "NewestDelivered": self.newest_delivered if self.newest_delivered is not None else -1,
-            "LeaseOwner": self.lease_owner,
-            "LeaseUntil": self.lease_until,
-            "LedgerChunks": len(chunks),
-            "LedgerEvents": len(self.ledger),
-            "LedgerCrcs": ",".join(f"{crc:08x}" for crc in crcs),
-            "Held": _encode_held(self.held),
-        }
-        for i, chunk in enumerate(chunks):
-            fields[f"Ledger{i}"] = chunk
-        return fields
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, Any]) -> Checkpoint:
-        """Decode a stored row. Any property that cannot be decoded raises CheckpointDamaged naming
-        it: a damaged row is never half-read, guessed at or overwritten. Rows written before the
-        ledger checksums (`LedgerCrcs`) and held windows (`Held`) existed decode as before."""
-        version = _integer(fields, "SchemaVersion", 0, 0, 2**31)
-        if version != SCHEMA_VERSION:
-            raise CheckpointDamaged("SchemaVersion", f"version {version} is not {SCHEMA_VERSION}")
-        floor = _integer(fields, "Floor", None, 0, MAX_STORED_SECONDS)
-        start = _integer(fields, "CurrentStart", None, -1, MAX_STORED_SECONDS)
-        end = _integer(fields, "CurrentEnd", None, -1, MAX_STORED_SECONDS)
-        if (start < 0) != (end < 0) or end < start:
-            raise CheckpointDamaged("CurrentEnd", f"window {start}..{end} is not a window")
-        done_to = _integer(fields, "DoneTo", None, -1, MAX_STORED_SECONDS)
-        newest = _integer(fields, "NewestDelivered", None, -1, MAX_STORED_SECONDS)
-        lease_until = _integer(fields, "LeaseUntil", 0, 0, MAX_STORED_SECONDS)
-        lease_owner = fields.get("LeaseOwner", "")
-        if not isinstance(lease_owner, str):
-            raise CheckpointDamaged("LeaseOwner", f"a {type(lease_owner).__name__}, not text")
-        held = _decode_held(fields.get("Held", ""))
-        return cls(
-            floor=floor,
-            ledger=_decode_ledger(fields),
-            current=Window(start, end) if start >= 0 else None,
-            done_to=done_to if done_to >= 0 else None,
-            newest_delivered=newest if newest >= 0 else None,
-            lease_owner=lease_owner,
-            lease_until=lease_until,
-            held=held,
-        )
-
-
-def _integer(fields: dict[str, Any], name: str, default: int | None, low: int, high: int) -> int:
-    value = fields.get(name, default)
-    if value is None:
-        raise CheckpointDamaged(name, "missing")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CheckpointDamaged(name, f"a {type(value).__name__}, not an integer")
-    if not low <= value <= high:
-        raise CheckpointDamaged(name, f"{value} is outside {low}..{high}")
-    return value
-
-
-def _decode_ledger(fields: dict[str, Any]) -> Ledger:
-    count = _integer(fields, "LedgerChunks", None, 0, MAX_LEDGER_CHUNKS)
-    missing = [f"Ledger{i}" for i in range(count) if f"Ledger{i}" not in fields]
-    if missing:
-        raise CheckpointDamaged("LedgerChunks", f"says {count} chunks, but {', '.join(missing)} is missing")
-    crcs_text = fields.get("LedgerCrcs")
-    crcs: list[int] | None = None
-    if crcs_text is not None:
-        try:
-            if not isinstance(crcs_text, str):
-                raise ValueError
-            crcs = [int(part, 16) for part in crcs_text.split(",")] if crcs_text else []
-        except ValueError:
-            raise CheckpointDamaged("LedgerCrcs", "not a list of checksums") from None
-        if len(crcs) != count:
-            raise CheckpointDamaged("LedgerCrcs", f"{len(crcs)} checksums for {count} ledger chunks")
-    parts: list[bytes] = []
-    for i in range(count):
-        name = f"Ledger{i}"
-        chunk = fields.get(name)
-        if not isinstance(chunk, bytes | bytearray):
-            raise CheckpointDamaged(name, f"a {type(chunk).__name__}, not binary")
-        if i < count - 1 and len(chunk) != LEDGER_CHUNK_BYTES:
-            raise CheckpointDamaged(
-                name, f"{len(chunk)} bytes, not {LEDGER_CHUNK_BYTES} like every chunk but the last"
-            )
-        if len(chunk) % _ENTRY.size:
-            raise CheckpointDamaged(
-                name, f"{len(chunk)} bytes is not a whole number of {_ENTRY.size}-byte entries"
-            )
-        if crcs is not None and zlib.crc32(chunk) != crcs[i]:
-            raise CheckpointDamaged(name, "its content does not match its checksum in LedgerCrcs")
-        parts.append(bytes(chunk))
-    blob = b"".join(parts)
-    for i, (_, ts) in enumerate(_ENTRY.iter_unpack(blob)):
-        if not 0 <= ts <= MAX_STORED_SECONDS:
-            raise CheckpointDamaged(
-                f"Ledger{i * _ENTRY.size // LEDGER_CHUNK_BYTES}", f"an entry's time {ts} is impossible"
-            )
-    ledger = Ledger.decode(blob)
-    events = _integer(fields, "LedgerEvents", len(ledger), 0, 2**31)
-    if events != len(ledger):
-        raise CheckpointDamaged(
-            "LedgerEvents", f"{events!r}, but the ledger chunks hold {len(ledger)} entries"
-        )
-    return ledger
-
-
-def _encode_held(held: Iterable[HeldWindow]) -> str:
-    return json.dumps(
-        [[h.window.start, h.window.end, h.since, h.attempts, h.reason] for h in held], separators=(",", ":")
-    )
-
-
-def _decode_held(text: Any) -> list[HeldWindow]:
-    if text in ("", None):
-        return []
-    try:
-        if not isinstance(text, str):
-            raise TypeError(type(text).__name__)
-        items = json.loads(text)
-        if not isinstance(items, list) or len(items) > MAX_HELD_WINDOWS:
-            raise ValueError("not a list of at most MAX_HELD_WINDOWS")
-        held = []
-        for start, end, since, attempts, reason in items:
-            numbers = (start, end, since, attempts)
-            if not all(type(n) is int and 0 <= n <= MAX_STORED_SECONDS for n in numbers):
-                raise ValueError("a bound is not a time")
-            if not isinstance(reason, str) or end < start:
-                raise ValueError("not a window with a reason")
-            held.append(HeldWindow(Window(start, end), since, reason, attempts))
-    except (TypeError, ValueError, RecursionError):
-        raise CheckpointDamaged("Held", "not a list of held windows") from None
-    return held
 
 
 @dataclass(frozen=True)

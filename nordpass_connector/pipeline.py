@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -55,7 +55,6 @@ from .dedup import Selection, ledger_key, select_new
 from .errors import (
     CheckpointBusy,
     CheckpointConflict,
-    CheckpointDamaged,
     CheckpointError,
     ConnectorError,
     SourceProtocolError,
@@ -71,7 +70,6 @@ from .ports import (
     LogSink,
     SetAsideCode,
     SetAsideRecord,
-    StoredCheckpoint,
     Window,
 )
 from .reader import FetchedWindow, WindowReader
@@ -427,35 +425,28 @@ class Progress:
     options: RunOptions
     owner: str
     checkpoint: Checkpoint
-    stored: StoredCheckpoint
-    pending_keys: list[tuple[bytes, int]] = field(default_factory=list)
+    etag: str  # of the last write: the next one must find the row unchanged since
     committed_at: float = 0.0  # monotonic time of the last commit (which renewed the lease)
 
     @classmethod
     def open(cls, store: CheckpointStore, clock: Clock, options: RunOptions, *, owner: str) -> Progress:
         now = clock.now()
-        stored = store.load()
+        stored = store.load()  # CheckpointDamaged names the row and property it cannot decode
         if stored is None:
             checkpoint = Checkpoint.first_run(now=now, backfill_days=options.backfill_days)
             checkpoint.lease_owner, checkpoint.lease_until = owner, int(now) + options.lease_seconds
             log.info("no checkpoint yet: first run, backfilling %s days", options.backfill_days)
             try:
-                created = store.create(checkpoint.to_fields())
+                etag = store.create(checkpoint)
             except CheckpointConflict:
                 raise CheckpointBusy("another run created the checkpoint at the same moment") from None
-            return cls(store, clock, options, owner, checkpoint, created, committed_at=clock.monotonic())
-        try:
-            checkpoint = Checkpoint.from_fields(stored.fields)
-        except CheckpointDamaged as damage:
-            raise damage.in_row(stored.row or "checkpoint") from None
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
-            # Not expected (the decoder names what it refuses), but never a traceback either.
-            raise CheckpointDamaged("?", type(error).__name__, row=stored.row or "checkpoint") from None
+            return cls(store, clock, options, owner, checkpoint, etag, committed_at=clock.monotonic())
+        checkpoint = stored.checkpoint
         if checkpoint.lease_owner and checkpoint.lease_owner != owner and checkpoint.lease_until > now:
             raise CheckpointBusy(
                 f"run {checkpoint.lease_owner} holds the checkpoint until {iso_utc(checkpoint.lease_until)}"
             )
-        progress = cls(store, clock, options, owner, checkpoint, stored)
+        progress = cls(store, clock, options, owner, checkpoint, stored.etag)
         try:
             progress.commit()  # claims the lease; a concurrent claimant gets a conflict here
         except CheckpointConflict:
@@ -465,7 +456,7 @@ class Progress:
     def commit(self) -> None:
         self.checkpoint.lease_owner = self.owner
         self.checkpoint.lease_until = int(self.clock.now()) + self.options.lease_seconds
-        self.stored = self.store.commit(self.checkpoint.to_fields(), etag=self.stored.etag)
+        self.etag = self.store.commit(self.checkpoint, etag=self.etag)
         self.committed_at = self.clock.monotonic()
 
     def wait(self, future: Future[T]) -> T:
@@ -612,7 +603,7 @@ class Progress:
     def release(self) -> None:
         self.checkpoint.lease_owner = ""
         self.checkpoint.lease_until = 0
-        self.stored = self.store.commit(self.checkpoint.to_fields(), etag=self.stored.etag)
+        self.etag = self.store.commit(self.checkpoint, etag=self.etag)
 
     def release_quietly(self) -> None:
         """Best effort after a failure: free the lease so the next tick need not wait it out."""

@@ -270,6 +270,33 @@ def test_status_command_text_json_and_exit_codes(
     assert cli.main(["status", "--settings", str(bad)]) == 2
 
 
+def test_status_names_a_damaged_checkpoint_row_and_property(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from azure.data.tables import TableClient, UpdateMode
+
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": sandbox.environ()}))
+    run(sandbox, 0)
+    with TableClient.from_connection_string(sandbox.azurite.connection_string, sandbox.table) as client:
+        client.update_entity(
+            {"PartitionKey": "checkpoint", "RowKey": "default", "Floor": "yesterday"}, mode=UpdateMode.MERGE
+        )
+    row = f"{sandbox.table}/checkpoint/default"
+
+    assert cli.main(["status", "--settings", str(settings)]) == 0, "the last run itself was fine"
+    lines = capsys.readouterr().out.splitlines()
+    [line] = [x for x in lines if x.startswith("checkpoint: ")]
+    assert line.startswith(
+        f"checkpoint: CheckpointDamaged: the row '{row}' is damaged: property Floor: a str, not an integer"
+    )
+    assert "Azure Storage Explorer" in line, "with what to do"
+
+    assert cli.main(["status", "--settings", str(settings), "--json"]) == 0
+    damaged = json.loads(capsys.readouterr().out)["checkpoint"]["damaged"]
+    assert damaged == line.removeprefix("checkpoint: ")
+
+
 # -- one line per run ------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from nordpass_connector.adapters.table_store import PARTITION_KEY
+from nordpass_connector.cursor import Checkpoint
 from nordpass_connector.mapping import canonical_digest, event_id
 from nordpass_connector.pipeline import run_once
 from nordpass_connector.schema import DEFAULT_STREAM_NAME
@@ -504,9 +505,9 @@ def test_a_live_run_renews_its_lease_while_it_waits(sandbox: Sandbox, event_fact
             time.sleep(1.0)  # an upload that takes five renewal periods
             return real_send(*args, **kwargs)
 
-        def counted_commit(fields: dict[str, Any], *, etag: str) -> Any:
-            commits.append(int(fields["LeaseUntil"]))
-            return real_commit(fields, etag=etag)
+        def counted_commit(checkpoint: Checkpoint, *, etag: str) -> str:
+            commits.append(checkpoint.lease_until)
+            return real_commit(checkpoint, etag=etag)
 
         c.sink.send = slow_send  # type: ignore[method-assign]
         c.store.commit = counted_commit  # type: ignore[method-assign]

@@ -22,9 +22,12 @@ string, account key, URL or service message.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
@@ -38,8 +41,15 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from ..errors import CheckpointConflict, CheckpointError, CheckpointUnavailable, ConfigurationError
-from ..ports import SetAsideRecord, StoredCheckpoint
+from ..cursor import ENTRY, MAX_HELD_WINDOWS, Checkpoint, HeldWindow, Ledger
+from ..errors import (
+    CheckpointConflict,
+    CheckpointDamaged,
+    CheckpointTooLarge,
+    CheckpointUnavailable,
+    ConfigurationError,
+)
+from ..ports import SetAsideRecord, StoredCheckpoint, Window
 from .requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"
@@ -55,10 +65,13 @@ _KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 FieldValue = int | str | bytes | bool | float
 
 
-class CheckpointTooLarge(CheckpointError):
-    """The fields cannot be stored in one entity; the caller must split them (a code problem)."""
+@dataclass(frozen=True)
+class StoredRow:
+    """A row's custom properties as stored, with the ETag that must match for the next update."""
 
-    action = "lower NORDPASS_MAX_WINDOW_EVENTS or NORDPASS_LOOKBACK_SECONDS so the checkpoint fits one row"
+    fields: dict[str, Any]
+    etag: str
+    row: str = ""  # where it is stored (table/partition/row), to name it in errors
 
 
 def build_table_client(
@@ -245,9 +258,30 @@ class TableStore:
         # when the service returned that ETag. A commit expecting that ETag can then send only the
         # difference. Deliberately not filled by load(): only what we wrote ourselves is trusted.
         self._written: tuple[str, dict[str, Any]] | None = None
+        self._ledger_chunks = LedgerChunks()
 
-    # -- CheckpointStore -------------------------------------------------------------------------
+    # -- CheckpointStore: a Checkpoint in, a Checkpoint out ----------------------------------------
     def load(self) -> StoredCheckpoint | None:
+        row = self.load_row()
+        if row is None:
+            return None
+        try:
+            checkpoint = decode_checkpoint(row.fields)
+        except CheckpointDamaged as damage:
+            raise damage.in_row(self.row_name) from None
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            # Not expected (the decoder names what it refuses), but never a traceback either.
+            raise CheckpointDamaged("?", type(error).__name__, row=self.row_name) from None
+        return StoredCheckpoint(checkpoint, row.etag)
+
+    def create(self, checkpoint: Checkpoint) -> str:
+        return self.create_row(encode_checkpoint(checkpoint, self._ledger_chunks)).etag
+
+    def commit(self, checkpoint: Checkpoint, *, etag: str) -> str:
+        return self.commit_row(encode_checkpoint(checkpoint, self._ledger_chunks), etag=etag).etag
+
+    # -- the checkpoint row as properties ---------------------------------------------------------
+    def load_row(self) -> StoredRow | None:
         try:
             entity = self._client.get_entity(PARTITION_KEY, self._row_key)
         except ResourceNotFoundError as exc:
@@ -256,14 +290,14 @@ class TableStore:
             return None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("read", exc)) from None
-        return StoredCheckpoint(from_entity(entity), _etag_of(entity.metadata), self.row_name)
+        return StoredRow(from_entity(entity), _etag_of(entity.metadata), self.row_name)
 
-    def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
+    def create_row(self, fields: dict[str, Any]) -> StoredRow:
         entity = to_entity(PARTITION_KEY, self._row_key, fields)
         for attempt in (1, 2):
             try:
                 metadata = self._client.create_entity(entity)
-                stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
+                stored = StoredRow(dict(fields), _etag_of(metadata), self.row_name)
                 self._written = (stored.etag, dict(fields))
                 return stored
             except ResourceExistsError:
@@ -277,7 +311,7 @@ class TableStore:
                 raise CheckpointUnavailable(describe_table_error("create", exc)) from None
         raise CheckpointUnavailable("checkpoint create failed: the table could not be created")
 
-    def commit(self, fields: dict[str, Any], *, etag: str) -> StoredCheckpoint:
+    def commit_row(self, fields: dict[str, Any], *, etag: str) -> StoredRow:
         """Replace the row with `fields` if it still has `etag`; CheckpointConflict otherwise.
 
         When `etag` is the one this store's own last write produced, the row is known to hold
@@ -317,7 +351,7 @@ class TableStore:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("commit", exc)) from None
-        stored = StoredCheckpoint(dict(fields), _etag_of(metadata), self.row_name)
+        stored = StoredRow(dict(fields), _etag_of(metadata), self.row_name)
         # A copy of our own: the caller may mutate the dict it got back.
         self._written = (stored.etag, dict(fields))
         return stored
@@ -428,3 +462,191 @@ def _dead_letter_fields(record: SetAsideRecord, instance: str) -> dict[str, Fiel
         "RawTruncated": stored != text,
         "RawSha256": hashlib.sha256(record.raw_json).hexdigest(),
     }
+
+
+# -- the checkpoint row's properties ----------------------------------------------------------------
+# Every property name, type and limit of the stored checkpoint lives here: the pure `Checkpoint`
+# knows none of them.
+SCHEMA_VERSION = 1
+# The ledger's encoding is split into binary properties of this size (under MAX_PROPERTY_BYTES), at
+# most MAX_LEDGER_CHUNKS of them: 840,000 bytes, which leaves the scalars room under MAX_ENTITY_BYTES.
+LEDGER_CHUNK_BYTES = 60_000
+MAX_LEDGER_CHUNKS = 14
+# Any stored time must lie between 0 and this (2**40 s is year 36812): beyond it is damage.
+MAX_STORED_SECONDS = 2**40
+
+
+class LedgerChunks:
+    """The ledger's encoding in property-sized chunks, each with its CRC-32.
+
+    The encoding only grows at its end between prunes, so nearly every chunk holds the same bytes
+    as at the last commit: such a chunk (one memcmp) keeps its checksum instead of computing it
+    again. One per store, as the ledger is committed after every batch."""
+
+    def __init__(self) -> None:
+        self._last: list[tuple[bytes, int]] = []
+
+    def split(self, blob: bytes) -> tuple[list[bytes], list[int]]:
+        chunks = [blob[i : i + LEDGER_CHUNK_BYTES] for i in range(0, len(blob), LEDGER_CHUNK_BYTES)]
+        last = self._last
+        crcs = [
+            last[i][1] if i < len(last) and last[i][0] == chunk else zlib.crc32(chunk)
+            for i, chunk in enumerate(chunks)
+        ]
+        self._last = list(zip(chunks, crcs, strict=True))
+        return chunks, crcs
+
+
+def encode_checkpoint(checkpoint: Checkpoint, chunks: LedgerChunks | None = None) -> dict[str, FieldValue]:
+    """The checkpoint row's properties. CheckpointTooLarge when the ledger needs more than
+    MAX_LEDGER_CHUNKS properties (nothing is written then)."""
+    ledger = checkpoint.ledger
+    parts, crcs = (chunks or LedgerChunks()).split(ledger.encode())
+    if len(parts) > MAX_LEDGER_CHUNKS:
+        raise CheckpointTooLarge(
+            f"the dedup ledger holds {len(ledger)} events, more than one checkpoint row can store "
+            f"({MAX_LEDGER_CHUNKS} properties of {LEDGER_CHUNK_BYTES:,} bytes)"
+        )
+    current = checkpoint.current
+    fields: dict[str, FieldValue] = {
+        "SchemaVersion": SCHEMA_VERSION,
+        "Floor": checkpoint.floor,
+        "CurrentStart": current.start if current else -1,
+        "CurrentEnd": current.end if current else -1,
+        "DoneTo": checkpoint.done_to if checkpoint.done_to is not None else -1,
+        "NewestDelivered": checkpoint.newest_delivered if checkpoint.newest_delivered is not None else -1,
+        "LeaseOwner": checkpoint.lease_owner,
+        "LeaseUntil": checkpoint.lease_until,
+        "LedgerChunks": len(parts),
+        "LedgerEvents": len(ledger),
+        "LedgerCrcs": ",".join(f"{crc:08x}" for crc in crcs),
+        "Held": _encode_held(checkpoint.held),
+    }
+    for i, chunk in enumerate(parts):
+        fields[f"Ledger{i}"] = chunk
+    return fields
+
+
+def decode_checkpoint(fields: Mapping[str, Any]) -> Checkpoint:
+    """Decode a stored row. Any property that cannot be decoded raises CheckpointDamaged naming
+    it: a damaged row is never half-read, guessed at or overwritten. Rows written before the
+    ledger checksums (`LedgerCrcs`) and held windows (`Held`) existed decode as before."""
+    version = _integer(fields, "SchemaVersion", 0, 0, 2**31)
+    if version != SCHEMA_VERSION:
+        raise CheckpointDamaged("SchemaVersion", f"version {version} is not {SCHEMA_VERSION}")
+    floor = _integer(fields, "Floor", None, 0, MAX_STORED_SECONDS)
+    start = _integer(fields, "CurrentStart", None, -1, MAX_STORED_SECONDS)
+    end = _integer(fields, "CurrentEnd", None, -1, MAX_STORED_SECONDS)
+    if (start < 0) != (end < 0) or end < start:
+        raise CheckpointDamaged("CurrentEnd", f"window {start}..{end} is not a window")
+    done_to = _integer(fields, "DoneTo", None, -1, MAX_STORED_SECONDS)
+    newest = _integer(fields, "NewestDelivered", None, -1, MAX_STORED_SECONDS)
+    lease_until = _integer(fields, "LeaseUntil", 0, 0, MAX_STORED_SECONDS)
+    lease_owner = fields.get("LeaseOwner", "")
+    if not isinstance(lease_owner, str):
+        raise CheckpointDamaged("LeaseOwner", f"a {type(lease_owner).__name__}, not text")
+    held = _decode_held(fields.get("Held", ""))
+    return Checkpoint(
+        floor=floor,
+        ledger=_decode_ledger(fields),
+        current=Window(start, end) if start >= 0 else None,
+        done_to=done_to if done_to >= 0 else None,
+        newest_delivered=newest if newest >= 0 else None,
+        lease_owner=lease_owner,
+        lease_until=lease_until,
+        held=held,
+    )
+
+
+def _integer(fields: Mapping[str, Any], name: str, default: int | None, low: int, high: int) -> int:
+    value = fields.get(name, default)
+    if value is None:
+        raise CheckpointDamaged(name, "missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointDamaged(name, f"a {type(value).__name__}, not an integer")
+    if not low <= value <= high:
+        raise CheckpointDamaged(name, f"{value} is outside {low}..{high}")
+    return value
+
+
+def _ledger_crcs(fields: Mapping[str, Any], count: int) -> list[int] | None:
+    """The stored checksums, one per chunk; None for a row written before they existed."""
+    text = fields.get("LedgerCrcs")
+    if text is None:
+        return None
+    try:
+        if not isinstance(text, str):
+            raise ValueError
+        crcs = [int(part, 16) for part in text.split(",")] if text else []
+    except ValueError:
+        raise CheckpointDamaged("LedgerCrcs", "not a list of checksums") from None
+    if len(crcs) != count:
+        raise CheckpointDamaged("LedgerCrcs", f"{len(crcs)} checksums for {count} ledger chunks")
+    return crcs
+
+
+def _ledger_chunk(fields: Mapping[str, Any], i: int, count: int, crc: int | None) -> bytes:
+    name = f"Ledger{i}"
+    chunk = fields.get(name)
+    if not isinstance(chunk, bytes | bytearray):
+        raise CheckpointDamaged(name, f"a {type(chunk).__name__}, not binary")
+    if i < count - 1 and len(chunk) != LEDGER_CHUNK_BYTES:
+        raise CheckpointDamaged(
+            name, f"{len(chunk)} bytes, not {LEDGER_CHUNK_BYTES} like every chunk but the last"
+        )
+    if len(chunk) % ENTRY.size:
+        raise CheckpointDamaged(
+            name, f"{len(chunk)} bytes is not a whole number of {ENTRY.size}-byte entries"
+        )
+    if crc is not None and zlib.crc32(chunk) != crc:
+        raise CheckpointDamaged(name, "its content does not match its checksum in LedgerCrcs")
+    return bytes(chunk)
+
+
+def _decode_ledger(fields: Mapping[str, Any]) -> Ledger:
+    count = _integer(fields, "LedgerChunks", None, 0, MAX_LEDGER_CHUNKS)
+    missing = [f"Ledger{i}" for i in range(count) if f"Ledger{i}" not in fields]
+    if missing:
+        raise CheckpointDamaged("LedgerChunks", f"says {count} chunks, but {', '.join(missing)} is missing")
+    crcs = _ledger_crcs(fields, count)
+    blob = b"".join(_ledger_chunk(fields, i, count, crcs[i] if crcs else None) for i in range(count))
+    for i, (_, ts) in enumerate(ENTRY.iter_unpack(blob)):
+        if not 0 <= ts <= MAX_STORED_SECONDS:
+            raise CheckpointDamaged(
+                f"Ledger{i * ENTRY.size // LEDGER_CHUNK_BYTES}", f"an entry's time {ts} is impossible"
+            )
+    ledger = Ledger.decode(blob)
+    events = _integer(fields, "LedgerEvents", len(ledger), 0, 2**31)
+    if events != len(ledger):
+        raise CheckpointDamaged(
+            "LedgerEvents", f"{events!r}, but the ledger chunks hold {len(ledger)} entries"
+        )
+    return ledger
+
+
+def _encode_held(held: Iterable[HeldWindow]) -> str:
+    return json.dumps(
+        [[h.window.start, h.window.end, h.since, h.attempts, h.reason] for h in held], separators=(",", ":")
+    )
+
+
+def _decode_held(text: Any) -> list[HeldWindow]:
+    if text in ("", None):
+        return []
+    try:
+        if not isinstance(text, str):
+            raise TypeError(type(text).__name__)
+        items = json.loads(text)
+        if not isinstance(items, list) or len(items) > MAX_HELD_WINDOWS:
+            raise ValueError("not a list of at most MAX_HELD_WINDOWS")
+        held = []
+        for start, end, since, attempts, reason in items:
+            numbers = (start, end, since, attempts)
+            if not all(type(n) is int and 0 <= n <= MAX_STORED_SECONDS for n in numbers):
+                raise ValueError("a bound is not a time")
+            if not isinstance(reason, str) or end < start:
+                raise ValueError("not a window with a reason")
+            held.append(HeldWindow(Window(start, end), since, reason, attempts))
+    except (TypeError, ValueError, RecursionError):
+        raise CheckpointDamaged("Held", "not a list of held windows") from None
+    return held
