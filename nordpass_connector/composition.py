@@ -25,7 +25,6 @@ from .adapters.nordpass import NordPassClient
 from .adapters.requests_session import EnvironmentOnceSession
 from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
-from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
 from .pipeline import Connector, RunFailed, RunOptions, run_once
@@ -34,6 +33,7 @@ from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
+from .windows import WindowPolicy
 
 log = logging.getLogger("nordpass_connector")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .cursor import DIGEST_BYTES, Ledger
+from .ledger import DIGEST_BYTES, Ledger
 from .mapping import (
     EVENT_ID_DIGEST_BYTES,
     ISO_SECONDS,

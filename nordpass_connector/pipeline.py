@@ -11,7 +11,7 @@ delivered, the next ones (`windows_ahead`) are being read, and up to `uploads_in
 the current window are being uploaded while the next batch is packed. Verdicts are recorded in
 submission order, on this thread only, so checkpoint commits never race.
 
-Windows that cannot be read consistently are held back (see `cursor`): each run first re-reads
+Windows that cannot be read consistently are held back (see `windows`): each run first re-reads
 the held windows, then goes on with new ones, so one bad window never stops delivery and is never
 skipped without a record. A run that finds the checkpoint leased by another run (a live one, or a
 killed one whose lease has not expired) is busy: it does nothing and says so, which is not a
@@ -35,22 +35,8 @@ from typing import Any, TypeVar
 import orjson
 
 from .batching import pack
+from .checkpoint import Checkpoint, HeldWindow
 from .clock import Clock
-from .cursor import (
-    DIGEST_BYTES,
-    MAX_HELD_WINDOWS,
-    Checkpoint,
-    HeldWindow,
-    WindowPolicy,
-    clamp_to_retention,
-    complete_window,
-    hold_window,
-    is_backlog,
-    next_window,
-    overlap_probe,
-    release_held,
-    still_unreadable,
-)
 from .dedup import Selection, ledger_key, select_new
 from .errors import (
     CheckpointBusy,
@@ -61,6 +47,7 @@ from .errors import (
     SourceUnavailable,
     WindowUnreadable,
 )
+from .ledger import DIGEST_BYTES
 from .mapping import canonical_digest, iso_utc
 from .ports import (
     Batch,
@@ -75,6 +62,18 @@ from .ports import (
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary
 from .retry import Deadline, RetryLog
+from .windows import (
+    MAX_HELD_WINDOWS,
+    WindowPolicy,
+    clamp_to_retention,
+    complete_window,
+    hold_window,
+    is_backlog,
+    next_window,
+    overlap_probe,
+    release_held,
+    still_unreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +285,7 @@ def _fetched_windows(
     caller holds it back). A read that runs out of budget ends the run quietly once this run has
     handed over a window; when it has not (a source that never answers), the run fails loudly.
 
-    Only backlog windows (see `cursor.is_backlog`) are planned ahead: each starts where the one
+    Only backlog windows (see `windows.is_backlog`) are planned ahead: each starts where the one
     before it was planned to end, so they can be read before anything is delivered. A read that
     comes back narrowed (too many events for one window) leaves a remainder, which is read next,
     before the windows planned after it: the sequence stays contiguous and in time order.
@@ -546,7 +545,7 @@ class Progress:
         self.commit()
 
     def hold(self, fetched: FetchedWindow, report: RunReport) -> None:
-        """Hold back a window that could not be read, and move on past it (see `cursor`)."""
+        """Hold back a window that could not be read, and move on past it (see `windows`)."""
         reason = fetched.unreadable or "unreadable"
         held = hold_window(
             self.checkpoint,

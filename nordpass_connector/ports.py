@@ -14,7 +14,7 @@ from .errors import SinkError
 from .retry import Deadline
 
 if TYPE_CHECKING:
-    from .cursor import Checkpoint
+    from .checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)

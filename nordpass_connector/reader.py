@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock
-from .cursor import Probe
 from .errors import WindowUnreadable
 from .ports import ActivitySource, Page, Window
 from .retry import Deadline, RetryLog
+from .windows import Probe
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .cursor import Checkpoint
+from .checkpoint import Checkpoint
 from .mapping import iso_utc
 
 

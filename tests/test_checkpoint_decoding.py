@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.adapters.table_store import LEDGER_CHUNK_BYTES, decode_checkpoint, encode_checkpoint
-from nordpass_connector.cursor import Checkpoint, HeldWindow
+from nordpass_connector.checkpoint import Checkpoint, HeldWindow
 from nordpass_connector.errors import CheckpointDamaged
 from nordpass_connector.health import HealthRecord, merge_report
 from nordpass_connector.ports import Window

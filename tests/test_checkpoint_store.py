@@ -22,7 +22,7 @@ from nordpass_connector.adapters.table_store import (
     encode_checkpoint,
     to_entity,
 )
-from nordpass_connector.cursor import Checkpoint
+from nordpass_connector.checkpoint import Checkpoint
 from nordpass_connector.errors import (
     CheckpointConflict,
     CheckpointDamaged,

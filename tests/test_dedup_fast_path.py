@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.batching import Oversize, pack
-from nordpass_connector.cursor import DIGEST_BYTES, Ledger
 from nordpass_connector.dedup import ledger_key, select_new
+from nordpass_connector.ledger import DIGEST_BYTES, Ledger
 from nordpass_connector.mapping import PreparedEvent, prepare, to_row
 from nordpass_connector.ports import Batch
 from tests.test_mapping import BASE  # the same documented event the mapping tests start from

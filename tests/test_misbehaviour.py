@@ -31,7 +31,7 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from nordpass_connector.adapters.table_store import PARTITION_KEY
-from nordpass_connector.cursor import Checkpoint
+from nordpass_connector.checkpoint import Checkpoint
 from nordpass_connector.mapping import canonical_digest, event_id
 from nordpass_connector.pipeline import run_once
 from nordpass_connector.schema import DEFAULT_STREAM_NAME

@@ -41,7 +41,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from ..cursor import ENTRY, MAX_HELD_WINDOWS, Checkpoint, HeldWindow, Ledger
+from ..checkpoint import Checkpoint, HeldWindow
 from ..errors import (
     CheckpointConflict,
     CheckpointDamaged,
@@ -49,7 +49,9 @@ from ..errors import (
     CheckpointUnavailable,
     ConfigurationError,
 )
+from ..ledger import ENTRY, Ledger
 from ..ports import SetAsideRecord, StoredCheckpoint, Window
+from ..windows import MAX_HELD_WINDOWS
 from .requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"

@@ -1,18 +1,7 @@
-"""Pure progress tracking: the checkpoint value, the delivered-events ledger and window planning.
+"""Windows over the checkpoint: the next one to read, retention, the overlap probe, the floor a
+completed window leaves, and held-back windows. Pure: no SDK, no `os`.
 
-Progress is three things:
-
-* ``floor``: every event with ``timestamp >= floor`` that was delivered is recorded in the ledger;
-  everything older is settled, except inside held windows (below). The next window starts at
-  ``floor``, so the region between ``floor`` and the last window's end is re-read on purpose (the
-  trailing overlap that catches late events).
-* ``ledger``: a multiset of (content digest, timestamp) of delivered events at or above ``floor``
-  and inside held windows. Dedup is a multiset difference against it, so two identical events in
-  one second stay two events.
-* ``held``: windows that could not be read consistently (pages that repeat or come back short
-  while the total stays the same, a total that keeps moving). Their events are *not* settled.
-
-A window is planned with a frozen ``end`` (the signpost) and stays frozen until it completes, even
+The checkpoint (`checkpoint.Checkpoint`) is the floor, the ledger and the held windows. A window is planned with a frozen ``end`` (the signpost) and stays frozen until it completes, even
 across runs: a run that runs out of time leaves it as ``current`` and the next run resumes it.
 When a window completes, ``floor`` moves to ``fetched_at - lookback``: events older than that were
 visible for at least ``lookback`` seconds when the window was read, so any later arrival older
@@ -33,126 +22,15 @@ further unreadable window stops the run instead of being skipped.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from .checkpoint import Checkpoint, HeldWindow
 from .ports import Window
 
-DIGEST_BYTES = 8  # 64 bits of SHA-256 is plenty to tell apart the events of one overlap region
-# One ledger entry as stored: the digest key and the event's time (16 bytes).
-ENTRY = struct.Struct(">8sq")
 MAX_SPAN_SECONDS = 90 * 86_400  # the Activity API rejects filters wider than 90 days
 RETENTION_MARGIN_SECONDS = 3_600
 MAX_HELD_WINDOWS = 16
 MAX_HELD_REASON_CHARS = 200
-STUCK_AFTER_SECONDS = 3_600  # a window held this long is reported as stuck
-
-
-@dataclass
-class Ledger:
-    """Multiset of delivered events: digest prefix -> (timestamp, count).
-
-    The checkpoint is written after every batch, so the encoded form is kept up to date as entries
-    are added (16 bytes appended per copy) instead of being rebuilt from the whole ledger each time.
-    A multiset needs no order: a copy of a known key is one more record, wherever it sits.
-    """
-
-    entries: dict[bytes, list[int]] = field(default_factory=dict)
-    _encoded: bytearray | None = field(default=None, init=False, repr=False, compare=False)
-
-    def count(self, digest: bytes) -> int:
-        entry = self.entries.get(digest[:DIGEST_BYTES])
-        return entry[1] if entry else 0
-
-    def add(self, digest: bytes, timestamp: int, copies: int = 1) -> None:
-        key = digest[:DIGEST_BYTES]
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self.entries[key] = [timestamp, copies]
-        else:
-            entry[1] += copies
-        if self._encoded is not None:
-            self._encoded += ENTRY.pack(key, entry[0]) * copies
-
-    def prune_below(self, floor: int, *, keep: Sequence[Window] = ()) -> None:
-        """Forget entries older than `floor`, except those inside a `keep` window (held ones)."""
-
-        def kept(ts: int) -> bool:
-            return ts >= floor or any(w.start <= ts <= w.end for w in keep)
-
-        self.entries = {k: v for k, v in self.entries.items() if kept(v[0])}
-        self._encoded = None
-
-    def __len__(self) -> int:
-        if self._encoded is not None:
-            return len(self._encoded) // ENTRY.size
-        return sum(v[1] for v in self.entries.values())
-
-    def count_between(self, start: int, end: int) -> int:
-        return sum(v[1] for v in self.entries.values() if start <= v[0] <= end)
-
-    def seconds(self) -> set[int]:
-        return {v[0] for v in self.entries.values()}
-
-    def encode(self) -> bytes:
-        """The entries as `ENTRY` records, a copy per delivered event (the stored form)."""
-        if self._encoded is None:
-            pack = ENTRY.pack
-            self._encoded = bytearray(
-                b"".join(pack(key, ts) * copies for key, (ts, copies) in sorted(self.entries.items()))
-            )
-        return bytes(self._encoded)
-
-    @classmethod
-    def decode(cls, blob: bytes) -> Ledger:
-        ledger = cls()
-        for key, ts in ENTRY.iter_unpack(blob):
-            ledger.add(key, ts)
-        ledger._encoded = bytearray(blob)
-        return ledger
-
-
-@dataclass(frozen=True)
-class HeldWindow:
-    """A window whose pages never added up: not settled, re-read at the start of every run."""
-
-    window: Window
-    since: int  # wall-clock time it was first held
-    reason: str  # the last read's problem, in our own words (no event content)
-    attempts: int = 1  # reads that failed so far
-
-    def held_seconds(self, now: float) -> int:
-        return max(0, int(now) - self.since)
-
-    def stuck(self, now: float) -> bool:
-        return self.held_seconds(now) >= STUCK_AFTER_SECONDS
-
-
-@dataclass
-class Checkpoint:
-    """The committed progress of one connector instance."""
-
-    floor: int
-    ledger: Ledger = field(default_factory=Ledger)
-    current: Window | None = None
-    done_to: int | None = None  # signpost of the last completed window
-    newest_delivered: int | None = None
-    lease_owner: str = ""
-    lease_until: int = 0
-    held: list[HeldWindow] = field(default_factory=list)
-
-    def held_windows(self) -> list[Window]:
-        return [h.window for h in self.held]
-
-    def prune(self) -> None:
-        """Forget ledger entries that neither the overlap nor a held window needs any more."""
-        self.ledger.prune_below(self.floor - 1, keep=self.held_windows())
-
-    @classmethod
-    def first_run(cls, *, now: float, backfill_days: float) -> Checkpoint:
-        # +1: windows start at floor - 1, so the first one starts exactly `backfill_days` back.
-        return cls(floor=int(now - backfill_days * 86_400) + 1)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.adapters.table_store import decode_checkpoint, encode_checkpoint
-from nordpass_connector.cursor import (
+from nordpass_connector.checkpoint import Checkpoint
+from nordpass_connector.dedup import ledger_key, select_new
+from nordpass_connector.ledger import Ledger
+from nordpass_connector.mapping import canonical_digest
+from nordpass_connector.ports import Window
+from nordpass_connector.windows import (
     MAX_HELD_WINDOWS,
     MAX_SPAN_SECONDS,
-    Checkpoint,
-    Ledger,
     WindowPolicy,
     clamp_to_retention,
     complete_window,
@@ -25,9 +28,6 @@ from nordpass_connector.cursor import (
     release_held,
     still_unreadable,
 )
-from nordpass_connector.dedup import ledger_key, select_new
-from nordpass_connector.mapping import canonical_digest
-from nordpass_connector.ports import Window
 
 POLICY = WindowPolicy(lookback_seconds=600, safety_delay_seconds=60)
 NOW = 1_760_000_000
