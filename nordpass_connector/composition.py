@@ -27,7 +27,8 @@ from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
-from .pipeline import Connector, RunFailed, RunOptions, run_once
+from .options import RunOptions
+from .pipeline import Connector, RunFailed, run_once
 from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport

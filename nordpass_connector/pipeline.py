@@ -15,7 +15,8 @@ Windows that cannot be read consistently are held back (see `windows`): each run
 the held windows, then goes on with new ones, so one bad window never stops delivery and is never
 skipped without a record. A run that finds the checkpoint leased by another run (a live one, or a
 killed one whose lease has not expired) is busy: it does nothing and says so, which is not a
-failure. A live run renews its lease while it works (see `LEASE_SECONDS`), so a short lease is safe.
+failure. A live run renews its lease while it works (see `options.LEASE_SECONDS`), so a short lease
+is safe.
 
 This module sees only the ports (`ports.py`) and pure modules; it imports no SDK and no `os`.
 """
@@ -49,6 +50,7 @@ from .errors import (
 )
 from .ledger import DIGEST_BYTES
 from .mapping import canonical_digest, iso_utc
+from .options import RunOptions
 from .ports import (
     Batch,
     CheckpointStore,
@@ -64,7 +66,6 @@ from .report import RunReport, checkpoint_summary
 from .retry import Deadline, RetryLog
 from .windows import (
     MAX_HELD_WINDOWS,
-    WindowPolicy,
     clamp_to_retention,
     complete_window,
     hold_window,
@@ -80,38 +81,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_SPAN_SECONDS = 60
-# The lease a run holds on the checkpoint. A live run renews it every `LEASE_RENEW_SECONDS` while
-# it waits on reads and uploads (and with every commit), so it never lapses under a live run: the
-# longest stretch without a renewal is one renewal period plus one table write, which the table
-# client bounds at connect 5 s + read 10 s (a stalled write fails the run instead of retrying),
-# plus the CPU work between two waits (well under a second). 40 s leaves 15 s of slack for that
-# and for clock skew between two instances. A run killed mid-flight thus blocks others for at most
-# 40 s after its last write, where budget + 60 s (105 s) blocked them before: within a 60 s
-# schedule, at most one tick finds it busy.
-LEASE_SECONDS = 40
-LEASE_RENEW_SECONDS = 10
 # Aim new windows at 40 % of the event cap: most need no narrowing, and the windows held at once
 # (one being delivered, `windows_ahead` read ahead) stay near 12,000 events: 1M events with 60 %
 # took 35 s and 138 MB peak, with 40 % 37 s and 125 MB.
 WINDOW_FILL_TARGET = 0.4
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    backfill_days: float
-    run_budget_seconds: float
-    window_policy: WindowPolicy
-    max_window_events: int
-    lease_seconds: int = LEASE_SECONDS
-    lease_renew_seconds: float = LEASE_RENEW_SECONDS
-    # Do not start reading another window with less than this left of the budget, nor with less
-    # than this run's own pace says the window (and those queued before it) will take.
-    min_seconds_for_window: float = 3.0
-    # Batches uploaded at once. A process killed between an acknowledgement and its commit sends
-    # those rows again on the next run (same EventIds), so this also bounds that duplicate.
-    uploads_in_flight: int = 3
-    # Backlog windows read ahead of the one being delivered (their events wait in memory).
-    windows_ahead: int = 2
 
 
 @dataclass

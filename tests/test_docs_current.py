@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from deploy import build_template as bt
-from nordpass_connector.pipeline import LEASE_RENEW_SECONDS, LEASE_SECONDS
+from nordpass_connector.options import LEASE_RENEW_SECONDS, LEASE_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = {
