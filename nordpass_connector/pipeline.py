@@ -48,7 +48,6 @@ from .options import RunOptions
 from .ports import (
     Batch,
     CheckpointStore,
-    Delivery,
     HealthReporter,
     LogSink,
     Window,
@@ -57,6 +56,7 @@ from .progress import Progress
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary, held_summary
 from .retry import Deadline, RetryLog
+from .uploads import Uploads
 from .windows import (
     clamp_to_retention,
     is_backlog,
@@ -179,7 +179,15 @@ def _deliver(
         report.repaired_events += sum(1 for key, _ in selection.keys if key in repaired)
     progress.set_aside_malformed(selection, fetched.window, report)
 
-    uploads = Uploads(c, progress, fetched.window, report, deadline)
+    uploads = Uploads(
+        c.uploader,
+        c.sink,
+        progress,
+        fetched.window,
+        report,
+        deadline=deadline,
+        in_flight=c.options.uploads_in_flight,
+    )
     for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes, keys=selection.keys):
         if deadline.expired():
             uploads.settle_all()
@@ -312,44 +320,3 @@ def _next_span(fetched: FetchedWindow, opts: RunOptions) -> int:
     count = max(1, len(fetched.events))
     scaled = fetched.window.span * opts.max_window_events * WINDOW_FILL_TARGET / count
     return int(min(opts.window_policy.max_span_seconds, max(MIN_SPAN_SECONDS, scaled)))
-
-
-class Uploads:
-    """The current window's batches handed to the sink whose verdicts are not recorded yet.
-
-    At most `uploads_in_flight` at once; verdicts are recorded oldest first. When a delivery
-    carries an error, the other batches in flight are still awaited and what they delivered is
-    recorded before the error is raised: an acknowledged batch is never forgotten by a failing run.
-    """
-
-    def __init__(
-        self, c: Connector, progress: Progress, window: Window, report: RunReport, deadline: Deadline
-    ) -> None:
-        self._c, self._progress, self._window, self._report = c, progress, window, report
-        self._deadline = deadline
-        self._limit = max(1, c.options.uploads_in_flight)
-        self._pending: deque[tuple[Batch, Future[Delivery]]] = deque()
-
-    def submit(self, batch: Batch) -> None:
-        if len(self._pending) >= self._limit:
-            self._settle_oldest(commit=True)
-        future = self._c.uploader.submit(self._c.sink.send, batch, deadline=self._deadline)
-        self._pending.append((batch, future))
-
-    def settle_all(self, *, commit_last: bool = True) -> None:
-        while self._pending:
-            self._settle_oldest(commit=commit_last or len(self._pending) > 1)
-
-    def _settle_oldest(self, *, commit: bool) -> None:
-        batch, future = self._pending.popleft()
-        delivery = self._progress.wait(future)
-        if delivery.error is None:
-            self._progress.record(batch, delivery, self._window, self._report, commit=commit)
-            return
-        error: ConnectorError = delivery.error
-        self._progress.record(batch, delivery, self._window, self._report, commit=False)
-        while self._pending:
-            other, later = self._pending.popleft()
-            self._progress.record(other, self._progress.wait(later), self._window, self._report, commit=False)
-        self._progress.commit()
-        raise error
