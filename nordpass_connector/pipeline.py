@@ -45,32 +45,16 @@ from .errors import (
 from .ledger import DIGEST_BYTES
 from .mapping import canonical_digest, iso_utc
 from .options import RunOptions
-from .ports import (
-    Batch,
-    CheckpointStore,
-    HealthReporter,
-    LogSink,
-    Window,
-)
+from .planner import Planner, Read
+from .ports import Batch, CheckpointStore, HealthReporter, LogSink, Window
 from .progress import Progress
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary, held_summary
 from .retry import Deadline, RetryLog
 from .uploads import Uploads
-from .windows import (
-    clamp_to_retention,
-    is_backlog,
-    next_window,
-    overlap_probe,
-)
+from .windows import clamp_to_retention
 
 log = logging.getLogger(__name__)
-
-MIN_SPAN_SECONDS = 60
-# Aim new windows at 40 % of the event cap: most need no narrowing, and the windows held at once
-# (one being delivered, `windows_ahead` read ahead) stay near 12,000 events: 1M events with 60 %
-# took 35 s and 138 MB peak, with 40 % 37 s and 125 MB.
-WINDOW_FILL_TARGET = 0.4
 
 
 @dataclass
@@ -231,41 +215,24 @@ def _fetched_windows(
     *,
     wait: Callable[[Future[FetchedWindow]], FetchedWindow],
 ) -> Iterator[FetchedWindow]:
-    """Read windows in order; while one is being delivered, up to `windows_ahead` more are read.
+    """Read the windows `planner.Planner` plans, in order; while one is being delivered, up to
+    `windows_ahead` more are read.
 
     A window that cannot be read consistently comes back with `unreadable` set and no events (the
     caller holds it back). A read that runs out of budget ends the run quietly once this run has
     handed over a window; when it has not (a source that never answers), the run fails loudly.
-
-    Only backlog windows (see `windows.is_backlog`) are planned ahead: each starts where the one
-    before it was planned to end, so they can be read before anything is delivered. A read that
-    comes back narrowed (too many events for one window) leaves a remainder, which is read next,
-    before the windows planned after it: the sequence stays contiguous and in time order.
     """
-    opts = c.options
-    policy = opts.window_policy
-    window = next_window(checkpoint, now=c.clock.now(), policy=policy, span=policy.max_span_seconds)
-    if window is None or deadline.remaining() <= opts.min_seconds_for_window:
+    planner = Planner(c.options)
+    first = planner.first(checkpoint, now=c.clock.now(), remaining=deadline.remaining())
+    if first is None:
         return
-    probe = overlap_probe(checkpoint, window)
+    window, probe = first
     ahead: deque[tuple[Window, Future[FetchedWindow]]] = deque()
     ahead.append((window, c.prefetcher.submit(c.reader.read, window, deadline=deadline, probe=probe)))
-    span: int | None = None  # density-based span for planned windows, known after the first read
-    # This run's pace: the slowest window delivery seen (between two yields). A window planned
-    # now is delivered after those already queued; starting one that cannot finish only wastes
-    # reads (it would be read again by the next run), so the ramp-down follows the real pace.
-    slowest_delivery = 0.0
     handed = 0
 
     def read(planned: Window) -> tuple[Window, Future[FetchedWindow]]:
         return planned, c.prefetcher.submit(c.reader.read, planned, deadline=deadline)
-
-    def plan_after(previous: Window, *, backlog: bool) -> Window | None:
-        needed = max(opts.min_seconds_for_window, (len(ahead) + 2) * slowest_delivery)
-        if span is None or not backlog or deadline.remaining() <= needed:
-            return None
-        planned = Checkpoint(floor=previous.end, done_to=previous.end)
-        return next_window(planned, now=c.clock.now(), policy=policy, span=span)
 
     try:
         while ahead:
@@ -281,42 +248,22 @@ def _fetched_windows(
                     unreadable=unreadable.reason,
                 )
             except SourceUnavailable:
-                if deadline.remaining() > opts.min_seconds_for_window or not handed:
+                if deadline.remaining() > c.options.min_seconds_for_window or not handed:
                     raise
                 return  # the budget ran out while reading ahead: not a failure, the next run goes on
-            span = _next_span(fetched, opts)
-            backlog = is_backlog(checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=policy)
-            if backlog and fetched.window.end < planned.end and ahead:
-                # Narrowed: the rest of the planned window goes first, before the windows after it.
-                rest = Checkpoint(floor=fetched.window.end, done_to=fetched.window.end)
-                remainder = next_window(
-                    rest, now=c.clock.now(), policy=policy, span=planned.end - rest.floor + 1
-                )
-                if remainder is not None:
-                    ahead.appendleft(read(remainder))
-            while len(ahead) < max(1, opts.windows_ahead):
-                if ahead:
-                    # A window not read yet will be read at or after now: if it is backlog now, it
-                    # will be then.
-                    last = ahead[-1][0]
-                    last_is_backlog = is_backlog(checkpoint, last, fetched_at=c.clock.now(), policy=policy)
-                else:
-                    last, last_is_backlog = fetched.window, backlog
-                following = plan_after(last, backlog=last_is_backlog)
-                if following is None:
-                    break
-                ahead.append(read(following))
+            plan = planner.after(
+                Read(planned, fetched.window, len(fetched.events), fetched.fetched_at),
+                queued=[w for w, _ in ahead],
+                now=c.clock.now(),
+                remaining=deadline.remaining(),
+            )
+            if plan.first is not None:
+                ahead.appendleft(read(plan.first))
+            ahead.extend(read(w) for w in plan.then)
             handed_over = c.clock.monotonic()
             handed += 1
             yield fetched
-            slowest_delivery = max(slowest_delivery, c.clock.monotonic() - handed_over)
+            planner.delivered(c.clock.monotonic() - handed_over)
     finally:
         for _, pending in ahead:
             pending.cancel()
-
-
-def _next_span(fetched: FetchedWindow, opts: RunOptions) -> int:
-    """Size the next window from this one's density, so backfills need few narrowing requests."""
-    count = max(1, len(fetched.events))
-    scaled = fetched.window.span * opts.max_window_events * WINDOW_FILL_TARGET / count
-    return int(min(opts.window_policy.max_span_seconds, max(MIN_SPAN_SECONDS, scaled)))

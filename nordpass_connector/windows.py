@@ -82,12 +82,26 @@ def next_window(checkpoint: Checkpoint, *, now: float, policy: WindowPolicy, spa
     """
     if checkpoint.current is not None:
         return checkpoint.current
+    return window_from(checkpoint.floor, done_to=checkpoint.done_to, now=now, policy=policy, span=span)
+
+
+def window_from(
+    floor: int, *, done_to: int | None, now: float, policy: WindowPolicy, span: int
+) -> Window | None:
+    """A new window starting at `floor` (one second below it) and at most `span` long, ending no
+    later than the newest settled second; None when nothing past `done_to` is settled yet."""
     newest_readable = int(now) - policy.safety_delay_seconds
-    start = checkpoint.floor - 1
-    if newest_readable <= (checkpoint.done_to if checkpoint.done_to is not None else start):
+    start = floor - 1
+    if newest_readable <= (done_to if done_to is not None else start):
         return None
     end = min(newest_readable, start + max(1, min(span, policy.max_span_seconds)))
     return Window(start, end)
+
+
+def window_after(previous: Window, *, now: float, policy: WindowPolicy, span: int) -> Window | None:
+    """The window that continues `previous` once it is delivered as backlog (its end is then the
+    floor and the signpost): what a checkpoint standing at `previous.end` would plan next."""
+    return window_from(previous.end, done_to=previous.end, now=now, policy=policy, span=span)
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,7 @@ def floor_after(checkpoint: Checkpoint, window: Window, *, fetched_at: float, po
     return candidate if candidate - 1 not in seconds else settled
 
 
-def is_backlog(checkpoint: Checkpoint, window: Window, *, fetched_at: float, policy: WindowPolicy) -> bool:
+def is_backlog(window: Window, *, fetched_at: float, policy: WindowPolicy) -> bool:
     """True when `window` lies wholly before the lookback horizon, so `floor_after` is its end."""
     return int(fetched_at) - policy.lookback_seconds >= window.end
 
