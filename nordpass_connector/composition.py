@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -27,7 +26,7 @@ from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
-from .options import RunOptions
+from .options import Pool, RunOptions
 from .pipeline import Connector, RunFailed, run_once
 from .ports import HealthReporter
 from .reader import ConcurrencyLimit, WindowReader
@@ -178,6 +177,8 @@ def build_connector(
     clock = clock or SystemClock()
     retry_log = RetryLog()
     retrier = Retrier(retry_policy or RetryPolicy(), clock, retry_log)
+    options = options_from(settings)
+    pools = options.pools
     with ExitStack() as stack:
         stack.enter_context(relaxed_gc())
         credential = build_credential(settings, environ)
@@ -187,8 +188,7 @@ def build_connector(
             per_page=settings.page_size,
             retrier=retrier,
             clock=clock,
-            # Pages of the window reader's pool plus the first page of each window being read ahead.
-            max_connections=settings.fetch_concurrency + settings.windows_ahead + 1,
+            max_connections=pools.nordpass_requests,
         )
         stack.callback(source.close)
         # Uploads share one session, as the SDK's own would be shared; it reads the proxy and CA
@@ -212,18 +212,16 @@ def build_connector(
                 clock=clock,
             )
         store = build_store(settings, environ)
-        pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
-        # One more reader than windows ahead: a narrowed window's remainder is read at once.
-        prefetcher = stack.enter_context(ThreadPoolExecutor(settings.windows_ahead + 1, "nordpass-window"))
-        uploader = stack.enter_context(ThreadPoolExecutor(settings.upload_concurrency, "ingestion-upload"))
+        pages = stack.enter_context(Pool(pools.page_fetchers, "nordpass-page"))
+        prefetcher = stack.enter_context(Pool(pools.window_readers, "nordpass-window"))
+        uploader = stack.enter_context(Pool(pools.uploaders, "ingestion-upload"))
         reader = WindowReader(
             source=source,
             executor=pages,
             clock=clock,
             per_page=settings.page_size,
             max_window_events=settings.max_window_events,
-            # Every thread that can send a request: the page pool and each window reader's first page.
-            limit=ConcurrencyLimit(settings.fetch_concurrency + settings.windows_ahead + 1),
+            limit=ConcurrencyLimit(pools.nordpass_requests),
             retry_log=retry_log,
         )
         yield Connector(
@@ -232,7 +230,7 @@ def build_connector(
             store=store,
             clock=clock,
             retry_log=retry_log,
-            options=options_from(settings),
+            options=options,
             prefetcher=prefetcher,
             uploader=uploader,
             health=health,
@@ -250,6 +248,7 @@ def options_from(settings: Settings) -> RunOptions:
         max_window_events=settings.max_window_events,
         uploads_in_flight=settings.upload_concurrency,
         windows_ahead=settings.windows_ahead,
+        fetch_concurrency=settings.fetch_concurrency,
     )
 
 

@@ -1,8 +1,9 @@
 """What one run may do: its budget, windows, lease and concurrency (`RunOptions`), and every pool
-size derived from them in one place (`PoolSizes`). Pure: no SDK, no `os`."""
+size derived from them in one place (`PoolSizes`). No SDK, no `os`."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .windows import WindowPolicy
@@ -35,3 +36,41 @@ class RunOptions:
     uploads_in_flight: int = 3
     # Backlog windows read ahead of the one being delivered (their events wait in memory).
     windows_ahead: int = 2
+    # NordPass page requests at once, across the windows being read.
+    fetch_concurrency: int = 32
+
+    @property
+    def pools(self) -> PoolSizes:
+        # One more window reader than windows ahead: a narrowed window's remainder is read at once.
+        return PoolSizes(
+            page_fetchers=self.fetch_concurrency,
+            window_readers=self.windows_ahead + 1,
+            uploaders=self.uploads_in_flight,
+        )
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    """The run's threads and NordPass connections, each derived from the options above."""
+
+    page_fetchers: int  # pages after the first of each window
+    window_readers: int  # each reads a window's first page itself, then hands the rest out
+    uploaders: int
+
+    def __post_init__(self) -> None:
+        if min(self.page_fetchers, self.window_readers, self.uploaders) < 1:
+            raise ValueError(f"{self} is not a pool size: every pool needs a thread")
+
+    @property
+    def nordpass_requests(self) -> int:
+        """Every thread that can send a NordPass request at once: the page pool and each window
+        reader's first page. It sizes the keep-alive connections and the concurrency limit."""
+        return self.page_fetchers + self.window_readers
+
+
+class Pool(ThreadPoolExecutor):
+    """A thread pool that knows its size, so a connector can check its pools when it is built."""
+
+    def __init__(self, size: int, name: str) -> None:
+        super().__init__(size, name)
+        self.size = size

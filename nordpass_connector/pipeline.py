@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .batching import pack
@@ -44,7 +44,7 @@ from .errors import (
 )
 from .ledger import DIGEST_BYTES
 from .mapping import canonical_digest, iso_utc
-from .options import RunOptions
+from .options import Pool, RunOptions
 from .planner import Planner, Read
 from .ports import Batch, CheckpointStore, HealthReporter, LogSink, Window
 from .progress import Progress
@@ -67,11 +67,23 @@ class Connector:
     clock: Clock
     retry_log: RetryLog
     options: RunOptions
-    prefetcher: Executor  # reads windows ahead; at least `options.windows_ahead` threads
-    uploader: Executor  # uploads batches; at least `options.uploads_in_flight` threads
+    prefetcher: Pool  # reads windows: `options.pools.window_readers` threads
+    uploader: Pool  # uploads batches: `options.pools.uploaders` threads
     # Where the run's health row goes once its outcome is final (composition sends it; the run never
     # waits for it). None: no health rows.
     health: HealthReporter | None = None
+
+    def __post_init__(self) -> None:
+        """The pools must be the sizes the options derive (`options.PoolSizes`): fewer window
+        readers than windows ahead would serialise the read-ahead, and a request limit below the
+        threads that can send would leave threads waiting for a slot."""
+        pools = self.options.pools
+        sizes = (self.prefetcher.size, self.uploader.size, self.reader.limit.ceiling)
+        wanted = (pools.window_readers, pools.uploaders, pools.nordpass_requests)
+        if sizes != wanted:
+            raise ValueError(
+                f"pools (window readers, uploaders, NordPass requests) are {sizes}, not {wanted}"
+            )
 
 
 class RunFailed(ConnectorError):

@@ -103,6 +103,7 @@ class NordPassClient:
         self.retrier = retrier
         self.clock = clock
         self.protocol_retries = protocol_retries
+        self.max_connections = max_connections  # keep-alive connections kept (unless a transport is given)
         self._answered = False  # any HTTP answer from the host in this client's lifetime (one run)
         if transport is None:
             # One stack of keep-alive connections serves every thread (see `keepalive`).
