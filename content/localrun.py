@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,15 +63,14 @@ def to_epoch(moment: datetime) -> int:
 
 def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Map raw events to rows exactly as the connector does, numbering identical events."""
-    seen: Counter[bytes] = Counter()
-    rows: list[dict[str, Any]] = []
+    prepared: list[mapping.PreparedEvent] = []
     for raw in events:
-        prepared = mapping.prepare(raw)
-        if not isinstance(prepared, mapping.PreparedEvent):
-            raise ValueError(f"test event is malformed: {prepared.reason}")
-        rows.append(mapping.to_row(prepared, seen[prepared.digest]))
-        seen[prepared.digest] += 1
-    return rows
+        event = mapping.prepare(raw)
+        if not isinstance(event, mapping.PreparedEvent):
+            raise ValueError(f"test event is malformed: {event.reason}")
+        prepared.append(event)
+    numbers = mapping.occurrences([event.digest for event in prepared])
+    return [mapping.to_row(event, n) for event, n in zip(prepared, numbers, strict=True)]
 
 
 def _parse_time(value: str) -> datetime:

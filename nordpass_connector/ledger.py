@@ -37,6 +37,20 @@ class Ledger:
         entry = self.entries.get(digest[:DIGEST_BYTES])
         return entry[1] if entry else 0
 
+    def delivered(self, keys: Sequence[bytes], occurrences: Sequence[int]) -> list[bool]:
+        """For each event (its digest key and its occurrence index among identical events): was
+        that copy delivered already? Copy ``n`` is when the ledger counts more than ``n`` copies.
+
+        One call per window, not per event: this is on the hot path, and most windows meet an
+        empty ledger (a backfill) or hold few delivered events."""
+        entries = self.entries
+        if not entries:
+            return [False] * len(keys)
+        get = entries.get
+        return [
+            n < entry[1] if (entry := get(key)) else False for key, n in zip(keys, occurrences, strict=True)
+        ]
+
     def add(self, digest: bytes, timestamp: int, copies: int = 1) -> None:
         key = digest[:DIGEST_BYTES]
         entry = self.entries.get(key)

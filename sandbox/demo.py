@@ -175,15 +175,9 @@ def shown(path: Path) -> str:
 def expected_ids(events: Iterable[Any]) -> Counter[str]:
     """The EventIds a perfect connector delivers for these source events (same rule as the
     connector: content digest + occurrence index among identical events)."""
-    seen: Counter[bytes] = Counter()
-    ids: Counter[str] = Counter()
-    for raw in events:
-        prepared = mapping.prepare(raw)
-        if isinstance(prepared, mapping.MalformedEvent):
-            continue  # set aside by the connector, never delivered
-        ids[mapping.event_id(prepared.digest, seen[prepared.digest])] += 1
-        seen[prepared.digest] += 1
-    return ids
+    # Malformed events are set aside by the connector, never delivered.
+    digests = [p.digest for p in map(mapping.prepare, events) if isinstance(p, mapping.PreparedEvent)]
+    return Counter(mapping.event_id(d, n) for d, n in zip(digests, mapping.occurrences(digests), strict=True))
 
 
 def check_port_free(port: int, what: str) -> None:
