@@ -36,7 +36,7 @@ from typing import Any
 from .clock import Clock
 from .errors import WindowUnreadable
 from .ports import ActivitySource, Page, Window
-from .retry import Deadline, RetryLog
+from .retry import Deadline, RetryCause, RetryLog
 from .windows import Probe
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ PAGE_REFETCHES = 2  # extra fetches of one page that came back wrong
 # pages must not keep us busy forever.
 PAGE_MARGIN = 5
 SHRINK_HEADROOM = 0.8
-RATE_LIMIT_CAUSE = "nordpass:429"
 SLOT_WAIT_SECONDS = 0.05  # re-check period while every request slot is taken
 
 
@@ -135,7 +134,7 @@ class WindowReader:
         API's total matches the ledger, only the rest is read, so an idle tick costs two requests.
         Raises WindowUnreadable when the pages never add up (see the module docstring).
         """
-        rate_limited_before = self.retry_log.count(RATE_LIMIT_CAUSE)
+        rate_limited_before = self.retry_log.count(RetryCause.NORDPASS_RATE_LIMITED)
         try:
             if probe is not None:
                 started = self.clock.now()
@@ -158,7 +157,7 @@ class WindowReader:
                     )
             return self._read(window, deadline=deadline)
         finally:
-            if self.retry_log.count(RATE_LIMIT_CAUSE) > rate_limited_before:
+            if self.retry_log.count(RetryCause.NORDPASS_RATE_LIMITED) > rate_limited_before:
                 self.limit.on_rate_limited()
             else:
                 self.limit.on_success()
