@@ -41,6 +41,7 @@ from .errors import (
     SourceUnavailable,
     SourceUnreachable,
 )
+from .isotime import iso_utc
 from .ports import Window
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import KNOWN_NORDPASS_HOSTS, Settings, load_settings
@@ -283,7 +284,7 @@ class Doctor:
                 fix=FIX_IDENTITY,
             )
         self._credential = credential
-        valid = time.strftime("%H:%M:%SZ", time.gmtime(token.expires_on))
+        valid = iso_utc(int(token.expires_on))[11:]
         return Check(
             "identity", PASS, f"{who} got a token for https://monitor.azure.com (valid until {valid})"
         )

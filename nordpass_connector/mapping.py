@@ -22,12 +22,12 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
+from .isotime import ISO_SECONDS, iso_utc
 from .ledger import DIGEST_BYTES
 
 # Above this a timestamp is almost certainly milliseconds, not the seconds NordPass sends.
@@ -148,27 +148,6 @@ def occurrences(digests: Sequence[bytes]) -> list[int]:
 def digest_prefix(event_id: str) -> bytes:
     """The `EVENT_ID_DIGEST_BYTES` of the digest an EventId was made from."""
     return base64.urlsafe_b64decode(event_id[:_EVENT_ID_STEM_CHARS] + "=")
-
-
-def iso_utc(seconds: int) -> str:
-    # Called for every event: strftime(gmtime()) costs ~1 µs and f"{h:02d}"-style formatting of the
-    # time of day nearly as much, so the date comes from a small cache and the time of day from two
-    # tables (~0.3 µs in all).
-    day, rest = divmod(seconds, 86_400)
-    date = _DAYS.get(day)
-    if date is None:
-        if len(_DAYS) > 1_024:
-            _DAYS.clear()
-        date = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
-    minute, second = divmod(rest, 60)
-    return f"{date}{_HOUR_MINUTES[minute]}{ISO_SECONDS[second]}"
-
-
-_DAYS: dict[int, str] = {}
-_HOUR_MINUTES = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
-# The last three characters of `iso_utc(t)`, by `t % 60`: a caller going through events in time
-# order can keep the minute's prefix, `iso_utc(t)[:-3]`, and add these.
-ISO_SECONDS = tuple(f"{s:02d}Z" for s in range(60))
 
 
 def _text(value: Any) -> str | None:

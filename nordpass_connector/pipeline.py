@@ -42,8 +42,9 @@ from .errors import (
     SourceUnavailable,
     WindowUnreadable,
 )
+from .isotime import iso_utc
 from .ledger import DIGEST_BYTES
-from .mapping import canonical_digest, iso_utc
+from .mapping import canonical_digest
 from .options import Pool, RunOptions
 from .planner import Planner, Read
 from .ports import Batch, CheckpointStore, HealthReporter, LogSink, Window

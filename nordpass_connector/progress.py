@@ -25,7 +25,7 @@ from .checkpoint import Checkpoint, HeldWindow
 from .clock import Clock
 from .dedup import Selection, ledger_key
 from .errors import CheckpointBusy, CheckpointConflict, ConnectorError, SourceProtocolError
-from .mapping import iso_utc
+from .isotime import iso_utc
 from .options import RunOptions
 from .ports import Batch, CheckpointStore, Delivery, SetAsideCode, SetAsideRecord, Window
 from .reader import FetchedWindow

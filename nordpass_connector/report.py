@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from .checkpoint import Checkpoint, HeldWindow
-from .mapping import iso_utc
+from .isotime import iso_utc
 
 
 def checkpoint_summary(checkpoint: Checkpoint | None) -> dict[str, Any] | None:

@@ -18,10 +18,10 @@ from nordpass_connector.health import (
     HealthRecord,
     merge_crash,
     merge_report,
-    parse_iso,
     render,
     run_summary,
 )
+from nordpass_connector.isotime import parse_iso
 from nordpass_connector.pipeline import RunFailed
 from nordpass_connector.report import RunReport
 from nordpass_connector.settings import load_settings

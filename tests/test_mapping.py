@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.dedup import select_new
+from nordpass_connector.isotime import iso_utc
 from nordpass_connector.ledger import Ledger
 from nordpass_connector.mapping import (
     EVENT_ID_PATTERN,
@@ -22,7 +23,6 @@ from nordpass_connector.mapping import (
     canonical_digest,
     digest_prefix,
     event_id,
-    iso_utc,
     occurrences,
     prepare,
     to_row,

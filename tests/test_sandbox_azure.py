@@ -18,7 +18,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 
-from nordpass_connector.mapping import iso_utc
+from nordpass_connector.isotime import iso_utc
 from sandbox.azurite import Azurite
 from sandbox.blackhole import Blackhole
 from sandbox.certs import CertPaths, ensure_certs

@@ -15,7 +15,7 @@ from nordpass_connector.adapters.ingestion import IngestionSink, build_logs_clie
 from nordpass_connector.batching import pack
 from nordpass_connector.clock import SystemClock
 from nordpass_connector.errors import SinkAuthError, SinkConfigError, SinkRejected, SinkUnavailable
-from nordpass_connector.mapping import iso_utc
+from nordpass_connector.isotime import iso_utc
 from nordpass_connector.ports import Batch, Delivery, SetAsideCode
 from nordpass_connector.retry import Deadline, Retrier
 from sandbox.ingestion import IngestionStandIn

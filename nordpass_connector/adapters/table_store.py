@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from ..errors import (
     CheckpointUnavailable,
     ConfigurationError,
 )
+from ..isotime import iso_utc
 from ..ledger import ENTRY, Ledger
 from ..ports import SetAsideRecord, StoredCheckpoint, Window
 from ..windows import MAX_HELD_WINDOWS
@@ -446,7 +446,7 @@ def _changed_names(previous: Mapping[str, Any], fields: Mapping[str, Any]) -> li
 
 
 def _day(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+    return iso_utc(seconds)[:10]
 
 
 def _dead_letter_fields(record: SetAsideRecord, instance: str) -> dict[str, FieldValue]:
