@@ -28,7 +28,7 @@ from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, Co
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
 from .options import Pool, RunOptions
 from .pipeline import Connector, RunFailed, run_once
-from .ports import HealthReporter
+from .ports import HealthReporter, HealthStore
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
@@ -173,7 +173,10 @@ def build_connector(
     *,
     clock: Clock | None = None,
     retry_policy: RetryPolicy | None = None,
+    health_store: HealthStore | None = None,
 ) -> Iterator[Connector]:
+    """Every real object one run needs, from the settings. `health_store` replaces the table's
+    health record (tests: `tests.doubles.MemoryHealthStore`)."""
     clock = clock or SystemClock()
     retry_log = RetryLog()
     retrier = Retrier(retry_policy or RetryPolicy(), clock, retry_log)
@@ -203,9 +206,9 @@ def build_connector(
             stream_name=settings.dcr_stream_name,
             retrier=retrier,
         )
-        health = None
+        health_reporter = None
         if settings.dcr_health_stream_name is not None:
-            health = IngestionHealthReporter(
+            health_reporter = IngestionHealthReporter(
                 logs_client,
                 rule_id=settings.dcr_immutable_id,
                 stream_name=settings.dcr_health_stream_name,
@@ -233,7 +236,8 @@ def build_connector(
             options=options,
             prefetcher=prefetcher,
             uploader=uploader,
-            health=health,
+            health_reporter=health_reporter,
+            health_store=health_store or store,
         )
 
 
@@ -306,7 +310,7 @@ def _record_health(
     """
     now = connector.clock.now()
     record = _write_health_record(connector, report, crash, now=now) if write_record else None
-    if connector.health is None:
+    if connector.health_reporter is None:
         return
     row = health_row(
         now=now,
@@ -316,16 +320,16 @@ def _record_health(
         record=record,
         crash_class=type(crash).__name__ if crash is not None else None,
     )
-    _send_health_row(connector.health, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
+    _send_health_row(connector.health_reporter, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
 
 
 def _write_health_record(
     connector: Connector, report: RunReport | None, crash: Exception | None, *, now: float
 ) -> HealthRecord | None:
     """The record after this run, as written; None when it could not be read or written."""
-    store = connector.store
-    if not isinstance(store, TableStore):
-        return None  # a test double without a health row
+    store = connector.health_store
+    if store is None:
+        return None
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.

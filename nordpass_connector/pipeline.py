@@ -47,7 +47,7 @@ from .ledger import DIGEST_BYTES
 from .mapping import canonical_digest
 from .options import Pool, RunOptions
 from .planner import Planner, Read
-from .ports import Batch, CheckpointStore, HealthReporter, LogSink, Window
+from .ports import Batch, CheckpointStore, HealthReporter, HealthStore, LogSink, Window
 from .progress import Progress
 from .reader import FetchedWindow, WindowReader
 from .report import RunReport, checkpoint_summary, held_summary
@@ -72,7 +72,9 @@ class Connector:
     uploader: Pool  # uploads batches: `options.pools.uploaders` threads
     # Where the run's health row goes once its outcome is final (composition sends it; the run never
     # waits for it). None: no health rows.
-    health: HealthReporter | None = None
+    health_reporter: HealthReporter | None = None
+    # Where the health record is merged after the run (composition). None: no record is kept.
+    health_store: HealthStore | None = None
 
     def __post_init__(self) -> None:
         """The pools must be the sizes the options derive (`options.PoolSizes`): fewer window

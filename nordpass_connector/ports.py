@@ -147,6 +147,21 @@ class CheckpointStore(Protocol):
         ...
 
 
+class HealthStore(Protocol):
+    """Where the health record is kept (beside the checkpoint): what the last runs did, for `status`
+    and for the next run to merge into."""
+
+    health_row_name: str  # where it is, to name it in errors (no account, no URL)
+
+    def read_health(self) -> dict[str, Any] | None:
+        """The record's fields, None when there is none yet; CheckpointUnavailable on failure."""
+        ...
+
+    def write_health(self, fields: dict[str, Any]) -> None:
+        """Replace the record; CheckpointUnavailable on failure."""
+        ...
+
+
 class HealthReporter(Protocol):
     def report(self, row: dict[str, Any], *, timeout: float) -> None:
         """Deliver one health row within `timeout` seconds, with at most one retry; raises

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from nordpass_connector import cli, composition
-from nordpass_connector.adapters.table_store import TableStore
 from nordpass_connector.errors import CheckpointUnavailable, SourceAuthError
 from nordpass_connector.health import (
     HealthRecord,
@@ -26,6 +25,7 @@ from nordpass_connector.pipeline import RunFailed
 from nordpass_connector.report import RunReport
 from nordpass_connector.settings import load_settings
 from sandbox.datagen import EventFactory
+from tests.doubles import MemoryHealthStore
 from tests.harness import FAST_RETRIES, Sandbox
 
 T0 = 1_700_000_000
@@ -154,10 +154,12 @@ def test_run_summary_has_window_counts_retries_duration_and_lag() -> None:
 # -- real runs -----------------------------------------------------------------------------------
 
 
-def run(sb: Sandbox, advance: float = 60) -> RunReport:
+def run(sb: Sandbox, advance: float = 60, *, health_store: MemoryHealthStore | None = None) -> RunReport:
     sb.clock.advance(advance)
     env = dict(os.environ) | sb.environ()
-    return composition.run_from_environment(env, clock=sb.clock, retry_policy=FAST_RETRIES)
+    return composition.run_from_environment(
+        env, clock=sb.clock, retry_policy=FAST_RETRIES, health_store=health_store
+    )
 
 
 def read_health(sb: Sandbox) -> HealthRecord:
@@ -211,29 +213,25 @@ def test_health_after_success_failure_and_recovery(sandbox: Sandbox, event_facto
     assert h.last_error_class == "SourceAuthError", "kept for reference; status marks it resolved"
 
 
-def test_a_failing_health_write_masks_nothing(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(self: TableStore, fields: dict[str, Any]) -> None:
-        raise CheckpointUnavailable("checkpoint health write failed: ServiceRequestError")
-
-    monkeypatch.setattr(TableStore, "write_health", broken)
+def test_a_failing_health_write_masks_nothing(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    broken = MemoryHealthStore(
+        write_error=CheckpointUnavailable("checkpoint health write failed: ServiceRequestError")
+    )
     caplog.set_level(logging.WARNING, logger="nordpass_connector")
-    assert run(sandbox, 0).outcome == "ok", "a delivered run stays a success"
+    assert run(sandbox, 0, health_store=broken).outcome == "ok", "a delivered run stays a success"
     assert "could not write the health record" in caplog.text
+    assert broken.reads == 1, "the run did try to keep its record"
 
     sandbox.sim.configure(auth_status=401)
     with pytest.raises(RunFailed) as failed:
-        run(sandbox)
+        run(sandbox, health_store=broken)
     assert isinstance(failed.value.cause, SourceAuthError), "the run's own error, not the health write's"
 
-    def exploding(self: TableStore, fields: dict[str, Any]) -> None:
-        raise TypeError("bug")
-
-    monkeypatch.setattr(TableStore, "write_health", exploding)
+    exploding = MemoryHealthStore(write_error=TypeError("bug"))
     with pytest.raises(RunFailed) as again:
-        run(sandbox)
+        run(sandbox, health_store=exploding)
     assert isinstance(again.value.cause, SourceAuthError)
+    assert exploding.reads == 1
 
 
 def test_status_command_text_json_and_exit_codes(
@@ -342,20 +340,19 @@ def test_timer_tick_logs_one_info_summary_or_one_error_and_raises(
     assert not [r for r in caplog.records if r.name == "nordpass_connector" and r.levelno == logging.INFO]
 
 
-def test_an_unreadable_record_is_left_alone_not_rebuilt(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_unreadable_record_is_left_alone_not_rebuilt(sandbox: Sandbox) -> None:
     sandbox.sim.configure(auth_status=401)
     with pytest.raises(RunFailed):
         run(sandbox, 0)
-    before = read_health(sandbox)
-    assert before.consecutive_failures == 1
-
-    def unreadable(self: TableStore) -> dict[str, Any] | None:
-        raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+    assert read_health(sandbox).consecutive_failures == 1
+    env = sandbox.environ()
+    stored = composition.build_store(load_settings(env), env).read_health()
+    unreadable = MemoryHealthStore(
+        stored, read_error=CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+    )
 
     sandbox.sim.configure(auth_status=None)
-    with monkeypatch.context() as patched:
-        patched.setattr(TableStore, "read_health", unreadable)
-        assert run(sandbox).outcome == "ok"
-    assert read_health(sandbox) == before, "no record rebuilt from nothing over the real one"
+    assert run(sandbox, health_store=unreadable).outcome == "ok"
+    assert unreadable.reads == 1
+    assert unreadable.writes == [], "no record rebuilt from nothing over the real one"
+    assert unreadable.fields == stored
