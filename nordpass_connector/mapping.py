@@ -171,8 +171,8 @@ def _msp_override(metadata: Any, key: str) -> str | None:
 
 
 def to_row(event: PreparedEvent, occurrence: int) -> dict[str, Any]:
-    """The row for one event. Keys and types follow `models.EventRow` exactly; the optional columns
-    appear only with a value."""
+    """The row for one event: the columns of `schema.COLUMNS` (the tests check it against the row
+    model in `tests/row_models.py`); the optional columns appear only with a value."""
     raw = event.raw
     get = raw.get
     user = get("user")

@@ -56,7 +56,6 @@ class FetchedWindow:
     events: list[Any]
     pages: int
     fetched_at: float  # wall-clock time the final read of the window started
-    probed: bool = False  # the re-read part was verified by count instead of read in full
     repaired: list[Any] = field(default_factory=list)  # events whose broken characters were replaced
     unreadable: str | None = None  # why the window could not be read (then `events` is empty)
 
@@ -152,7 +151,6 @@ class WindowReader:
                         head.events + tail.events,
                         tail.pages + 1,
                         min(started, tail.fetched_at),
-                        probed=True,
                         repaired=[*head.repaired, *tail.repaired],
                     )
             return self._read(window, deadline=deadline)

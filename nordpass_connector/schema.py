@@ -2,9 +2,9 @@
 `NordPassConnectorHealth_CL`.
 
 For each table, the DCR stream declaration and the table resource in `deploy/azuredeploy.json`, and
-the KQL schema used by the content tests are derived from its `Table` here; the event row model
-(`models.EventRow`) and the mapper, and the health row (`health.health_row`), are checked against
-it. Change a column here and every one of them must follow.
+the KQL schema used by the content tests are derived from its `Table` here; the mapper's rows (and
+the tests' row model, `tests/row_models.py`) and the health row (`health.health_row`) are checked
+against it. Change a column here and every one of them must follow.
 """
 
 from __future__ import annotations

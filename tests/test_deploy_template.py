@@ -27,7 +27,6 @@ import pytest
 from deploy import build_template as bt
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
-from nordpass_connector.models import EventRow
 from tests.arm_lint import (
     DEPLOYMENT,
     REPO,
@@ -47,6 +46,7 @@ from tests.arm_lint import (
     resource_key,
     scopes,
 )
+from tests.row_models import EventRow
 
 # What the connector and the Functions host read; the template must set exactly these.
 EXPECTED_APP_SETTINGS = {

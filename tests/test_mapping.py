@@ -27,8 +27,8 @@ from nordpass_connector.mapping import (
     prepare,
     to_row,
 )
-from nordpass_connector.models import EventRow
 from nordpass_connector.schema import COLUMN_NAMES
+from tests.row_models import EventRow
 
 BASE: dict[str, Any] = {
     "type": "login",
@@ -252,3 +252,9 @@ def test_every_event_maps_to_a_valid_row_and_nothing_is_lost(raw: dict[str, Any]
         **row.get("AdditionalFields", {}),
     }
     assert rebuilt == raw
+
+
+def test_row_model_follows_the_schema() -> None:
+    # The row model documents the table; a column added to schema.py without it (or the other way
+    # round) would let the mapper's shape checks pass against the wrong contract.
+    assert tuple(EventRow.model_fields) == COLUMN_NAMES
