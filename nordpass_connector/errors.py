@@ -41,7 +41,7 @@ class ConnectorError(Exception):
     """Base of every error this package raises on purpose."""
 
     retriable: bool = False
-    action: str = "see the connector's runbook in README.md"
+    action: str = "see Troubleshoot in the connector's README (error class -> what to do)"
 
     def __init__(self, message: str, *, action: str | None = None) -> None:
         super().__init__(message)

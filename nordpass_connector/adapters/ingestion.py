@@ -6,7 +6,7 @@ re-chunks it. The outcome per batch is Vector's: rows end up delivered, rejected
 the dead-letter table) or, when a transient failure outlasts our retries, the delivery carries an
 error and the pipeline stops the run.
 
-Status policy (see `azure-platform-facts.md`):
+Status policy (the statuses and their meaning: docs/azure-platform.md, "Logs Ingestion API"):
   204 delivered - 400 (and other 4xx) never retried as is: a request of several rows is halved,
   level by level, until each refused record is alone; only those are rejected, with the service's
   error code, and the rest is delivered - 401 one retry, then SinkAuthError - 403 a few attempts
