@@ -356,3 +356,12 @@ def test_an_unreadable_record_is_left_alone_not_rebuilt(sandbox: Sandbox) -> Non
     assert unreadable.reads == 1
     assert unreadable.writes == [], "no record rebuilt from nothing over the real one"
     assert unreadable.fields == stored
+
+
+def test_set_aside_reason_codes_are_the_ones_the_table_describes() -> None:
+    # The column description is what an analyst reads in Log Analytics; it lists every code.
+    from nordpass_connector.ports import SetAsideCode
+    from nordpass_connector.schema import HEALTH_COLUMNS
+
+    described = next(c.description for c in HEALTH_COLUMNS if c.name == "SetAsideReasons")
+    assert described.endswith("(" + ", ".join(code.value for code in SetAsideCode) + ")")
