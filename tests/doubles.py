@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nordpass_connector.clock import SystemClock
+from nordpass_connector.retry import Retrier
+
 
 class MemoryHealthStore:
     """`ports.HealthStore` in memory: the record as the table would hold it. `read_error` and
@@ -36,3 +39,21 @@ class MemoryHealthStore:
             raise self.write_error
         self.fields = dict(fields)
         self.writes.append(dict(fields))
+
+
+class SleepRecordingClock(SystemClock):
+    """The real clock, which also keeps every wait it was asked for: a test can then say "gave up
+    without waiting" or "waited what Retry-After said" without timing anything."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        super().sleep(seconds)
+
+
+def sleeps_of(retrier: Retrier) -> list[float]:
+    """The waits a retrier built on a `SleepRecordingClock` was asked for."""
+    assert isinstance(retrier.clock, SleepRecordingClock), "build the retrier on a SleepRecordingClock"
+    return retrier.clock.sleeps

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from azure.data.tables import TableClient
 
-from nordpass_connector.errors import ConfigurationError, SinkAuthError, SinkConfigError, SourceAuthError
 from nordpass_connector.composition import run_from_environment
+from nordpass_connector.errors import ConfigurationError, SinkAuthError, SinkConfigError, SourceAuthError
 from nordpass_connector.pipeline import RunFailed, run_once
 from sandbox.datagen import EventFactory
 from tests.harness import FAST_RETRIES, Sandbox
