@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=LOG_LEVELS,
         help="stderr log level (default INFO for run; ERROR for doctor and status, whose stdout already "
-        "says what failed). The Azure SDK and HTTP libraries follow it too, but never log below WARNING",
+        "says what failed). The Azure SDK and HTTP libraries log only errors unless this is given; then "
+        "they follow it, but never log below WARNING",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the connector (the timer's code path)")
@@ -213,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    previous = quiet_third_party_loggers(logging.getLevelName(level))
+    # Unless asked for (--log-level), the SDKs' own warnings stay out: every failure they would
+    # describe ends in one line of ours that names its cause and fix, and the azure-identity report
+    # of a failed credential chain alone is 13 lines.
+    sdk_level = logging.getLevelName(args.log_level) if args.log_level else logging.ERROR
+    previous = quiet_third_party_loggers(sdk_level)
     try:
         try:
             values = read_values(args.settings) if args.settings else {}

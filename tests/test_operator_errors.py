@@ -501,6 +501,8 @@ def test_run_with_no_identity_at_all_says_so_and_loses_nothing(
     result.assert_clean(sandbox.token)
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {NO_IDENTITY}")
+    # Only the connector's own lines: azure-identity's 13-line credential report would bury that one.
+    assert all(" nordpass_connector" in line for line in result.stderr.splitlines()), result.stderr
     report = json.loads(result.stdout)
     assert (report["error"], report["error_class"], report["sent"]) == (
         NO_IDENTITY,
