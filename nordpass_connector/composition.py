@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from . import __version__
+from .adapters.emulator import emulator_address
 from .adapters.ingestion import IngestionHealthReporter, IngestionSink, build_logs_client
 from .adapters.nordpass import NordPassClient
 from .adapters.requests_session import EnvironmentOnceSession
@@ -137,6 +138,7 @@ def build_store(
             **table_options,
         ),
         instance=settings.instance,
+        emulator=emulator_address(settings.storage),
     )
 
 

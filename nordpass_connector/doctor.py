@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -21,16 +20,19 @@ from typing import Any
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import PipelineResponse
-from azure.data.tables import TableClient, UpdateMode
 
-from .adapters.emulator import emulator_not_running
+from .adapters import table_store
 from .adapters.ingestion import build_logs_client, check_upload
 from .adapters.nordpass import NordPassClient
-from .adapters.table_store import build_table_client, describe_table_error, safe_row_key
 from .clock import Clock, SystemClock
-from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
+from .composition import (
+    build_credential,
+    build_store,
+    quiet_third_party_loggers,
+    running_with_managed_identity,
+)
 from .errors import (
     ConfigurationError,
     ConnectorError,
@@ -61,18 +63,9 @@ FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "
     "(DNS, firewall, private link)"
 )
-FIX_TABLE_UNREACHABLE = (
-    "check AzureWebJobsStorage (or AzureWebJobsStorage__accountName / __tableServiceUri) points at a "
-    "reachable storage account"
-)
-FIX_TABLE_FORBIDDEN = (
-    "grant the function's identity 'Storage Table Data Contributor' on the storage account "
-    "(role assignments can take a few minutes to apply)"
-)
-FIX_TABLE_CREDENTIAL = (
-    "the storage credential was refused: check the connection string's account key, or use "
-    "identity-based storage (AzureWebJobsStorage__accountName) with 'Storage Table Data Contributor'"
-)
+FIX_TABLE_UNREACHABLE = table_store.UNREACHABLE_ACTION
+FIX_TABLE_FORBIDDEN = table_store.FORBIDDEN_ACTION
+FIX_TABLE_CREDENTIAL = table_store.CREDENTIAL_REFUSED_ACTION
 FIX_CLOCK = (
     "synchronise this machine's clock (NTP; `timedatectl set-ntp true` on Linux). Windows are "
     "planned from local time: a clock that is ahead reads windows before NordPass has their events"
@@ -330,71 +323,22 @@ class Doctor:
     def _check_table(self) -> Check:
         s = self.settings
         try:
-            client = self._table_client()
-        except ConfigurationError as error:
-            return Check("checkpoint table", FAIL, error.message, fix=error.action)
-        except ValueError:
-            # The SDK's parse error for a malformed connection string: not quoted, it may hold the key.
-            return Check(
-                "checkpoint table",
-                FAIL,
-                "AzureWebJobsStorage is not a valid connection string",
-                fix=FIX_TABLE_UNREACHABLE,
-            )
-        probe = {
-            "PartitionKey": PROBE_PARTITION,
-            "RowKey": safe_row_key(f"{s.instance}.probe"),
-            "Nonce": uuid.uuid4().hex,
-        }
-        created = False
-        try:
-            with client:
-                try:
-                    client.upsert_entity(probe, mode=UpdateMode.REPLACE)
-                except ResourceNotFoundError:
-                    # No table yet: the first run creates it the same way.
-                    client.create_table()
-                    created = True
-                    client.upsert_entity(probe, mode=UpdateMode.REPLACE)
-                read = client.get_entity(probe["PartitionKey"], probe["RowKey"])
-                client.delete_entity(probe["PartitionKey"], probe["RowKey"])
-        except ClientAuthenticationError as error:
-            # No status: the identity produced no token at all (identity-based storage).
-            fix = _table_auth_fix(s) if error.status_code else FIX_IDENTITY
-            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
-        except AzureError as error:
-            status = getattr(error, "status_code", None)
-            if status is None and (not_running := emulator_not_running(s.storage)) is not None:
-                return Check("checkpoint table", FAIL, not_running.message, fix=not_running.action)
-            fix = _table_auth_fix(s) if status == 403 else FIX_TABLE_UNREACHABLE
-            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
-        if read.get("Nonce") != probe["Nonce"]:
-            return Check(
-                "checkpoint table",
-                FAIL,
-                "a probe entity read back different from what was written",
-                fix="check that no proxy or emulator in between caches table responses",
-            )
-        where = " (created the table)" if created else ""
-        return Check("checkpoint table", PASS, f"table {s.checkpoint_table} is writable and readable{where}")
-
-    def _table_client(self) -> TableClient:
-        s = self.settings
-        credential = None
-        if s.storage.connection_string is None:
-            credential = build_credential(s, self.environ, client_id=s.storage.client_id)
-        return build_table_client(
-            table_name=s.checkpoint_table,
-            connection_string=(
-                s.storage.connection_string.get_secret_value() if s.storage.connection_string else None
-            ),
-            table_service_uri=s.storage.table_service_uri,
-            credential=credential,
             # One attempt, short timeouts: a doctor should answer in seconds, not retry a dead port.
-            retry_total=0,
-            connection_timeout=min(5.0, self.timeout),
-            read_timeout=self.timeout,
-        )
+            store = build_store(
+                s,
+                self.environ,
+                retry_total=0,
+                connection_timeout=min(5.0, self.timeout),
+                read_timeout=self.timeout,
+            )
+            try:
+                probed = store.probe()
+            finally:
+                store.close()
+        except ConnectorError as error:
+            return Check("checkpoint table", FAIL, error.message, fix=error.action)
+        where = " (created the table)" if probed.created_table else ""
+        return Check("checkpoint table", PASS, f"table {s.checkpoint_table} is writable and readable{where}")
 
     # -- clock --------------------------------------------------------------------------------
     def _check_clock(self) -> Check:
@@ -418,10 +362,6 @@ class Doctor:
                 fix=FIX_CLOCK,
             )
         return Check("clock", PASS, f"within {abs(worst.skew):.0f} s of {compared} (Date headers)")
-
-
-def _table_auth_fix(settings: Settings) -> str:
-    return FIX_TABLE_CREDENTIAL if settings.storage.connection_string is not None else FIX_TABLE_FORBIDDEN
 
 
 def run_doctor(
