@@ -106,7 +106,7 @@ def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sys.stdout.flush()
     if all(c.passed for c in checks):
         return EXIT_OK
-    settings_check = next(c for c in checks if c.name == "settings")
+    settings_check = next(c for c in checks if c.name is doctor.CheckName.SETTINGS)
     return EXIT_CONFIG if not settings_check.passed else EXIT_FAILED
 
 
