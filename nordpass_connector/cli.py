@@ -126,8 +126,8 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigurationError as error:
         run_problems = error.problems
     now = SystemClock().now()
-    store = build_store(settings, environ)
     try:
+        store = build_store(settings, environ)
         record = health.HealthRecord.from_fields(store.read_health())
         summary = _checkpoint_state(store)
         # Only counted, never shown: a dead letter holds the event itself.
