@@ -106,7 +106,7 @@ def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sys.stdout.flush()
     if all(c.passed for c in checks):
         return EXIT_OK
-    settings_check = next(c for c in checks if c.name == "settings")
+    settings_check = next(c for c in checks if c.name is doctor.CheckName.SETTINGS)
     return EXIT_CONFIG if not settings_check.passed else EXIT_FAILED
 
 
@@ -126,8 +126,8 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigurationError as error:
         run_problems = error.problems
     now = SystemClock().now()
-    store = build_store(settings, environ)
     try:
+        store = build_store(settings, environ)
         record = health.HealthRecord.from_fields(store.read_health())
         summary = _checkpoint_state(store)
         # Only counted, never shown: a dead letter holds the event itself.

@@ -1,7 +1,8 @@
 """The composition root: the only place that turns settings into real clients and adapters.
 
 `run_timer_tick` (the Functions timer) and `python -m nordpass_connector run --once` both go through
-`run_from_environment`, so the command line exercises exactly the timer's code path.
+`run_from_environment`, so the command line exercises exactly the timer's code path. `doctor` and
+`status` get their clients here too (`doctor_context`, `build_store`).
 """
 
 from __future__ import annotations
@@ -12,16 +13,21 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import orjson
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.monitor.ingestion import LogsIngestionClient
 
 from . import __version__
+from .adapters.emulator import emulator_address
 from .adapters.ingestion import IngestionHealthReporter, IngestionSink, build_logs_client
 from .adapters.nordpass import NordPassClient
 from .adapters.requests_session import EnvironmentOnceSession
+from .adapters.server_dates import DateRecordingHooks, DateRecordingTransport, ServerDates
 from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
@@ -116,6 +122,15 @@ def build_credential(
     )
 
 
+def describe_identity(settings: Settings, environ: Mapping[str, str]) -> str:
+    """Which identity `build_credential` asks for a token, in words (for doctor)."""
+    if not running_with_managed_identity(environ):
+        return "DefaultAzureCredential (no IDENTITY_ENDPOINT: not running on Azure)"
+    if settings.azure_client_id:
+        return "user-assigned managed identity " + settings.azure_client_id
+    return "system-assigned managed identity"
+
+
 def build_store(
     settings: Settings | StoreSettings, environ: Mapping[str, str], **table_options: Any
 ) -> TableStore:
@@ -137,7 +152,86 @@ def build_store(
             **table_options,
         ),
         instance=settings.instance,
+        emulator=emulator_address(settings.storage),
     )
+
+
+# doctor answers in seconds: a few quick attempts at NordPass, none at all for Azure calls.
+DOCTOR_NORDPASS_POLICY = RetryPolicy(base_delay=0.5, max_delay=2.0, max_attempts=3)
+DOCTOR_TABLE_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class DoctorContext:
+    """What doctor's checks run over: the settings and the real clients, built from them."""
+
+    settings: Settings
+    clock: Clock
+    timeout: float  # per request
+    identity: str  # `describe_identity`
+    credential: TokenCredential
+    nordpass: NordPassClient  # pages of one event, answers' Date headers recorded
+    logs_client: LogsIngestionClient  # answers' Date headers recorded
+    store: TableStore | ConnectorError  # or why it could not be built (a malformed connection string)
+    dates: ServerDates  # filled by the NordPass and Logs Ingestion answers
+
+
+@contextmanager
+def doctor_context(
+    settings: Settings, environ: Mapping[str, str], *, clock: Clock, timeout: float
+) -> Iterator[DoctorContext]:
+    """doctor's clients, built as the run's are but bounded for a check: every call within
+    `timeout`, no SDK retries, one attempt at the table. Nothing is contacted here; all of them
+    are closed afterwards."""
+    dates = ServerDates(clock)
+    with ExitStack() as stack:
+        credential = build_credential(settings, environ)
+        close_credential = getattr(credential, "close", None)
+        if callable(close_credential):
+            stack.callback(close_credential)
+        nordpass = NordPassClient(
+            endpoint_url=settings.nordpass_endpoint_url,
+            token=settings.nordpass_token.get_secret_value(),
+            per_page=1,
+            retrier=Retrier(DOCTOR_NORDPASS_POLICY, clock, RetryLog()),
+            clock=clock,
+            transport=DateRecordingTransport(httpx.HTTPTransport(retries=0), dates, "NordPass"),
+            timeout=httpx.Timeout(timeout),
+        )
+        stack.callback(nordpass.close)
+        hooks = DateRecordingHooks(dates, "Logs Ingestion API")
+        logs_client = build_logs_client(
+            settings.data_collection_endpoint,
+            credential,
+            connection_timeout=timeout,
+            read_timeout=timeout,
+            raw_request_hook=hooks.on_request,
+            raw_response_hook=hooks.on_response,
+        )
+        stack.callback(logs_client.close)
+        store: TableStore | ConnectorError
+        try:
+            store = build_store(
+                settings,
+                environ,
+                retry_total=0,
+                connection_timeout=min(DOCTOR_TABLE_CONNECT_TIMEOUT, timeout),
+                read_timeout=timeout,
+            )
+            stack.callback(store.close)
+        except ConnectorError as error:
+            store = error
+        yield DoctorContext(
+            settings=settings,
+            clock=clock,
+            timeout=timeout,
+            identity=describe_identity(settings, environ),
+            credential=credential,
+            nordpass=nordpass,
+            logs_client=logs_client,
+            store=store,
+            dates=dates,
+        )
 
 
 YOUNG_GENERATION_OBJECTS = 50_000

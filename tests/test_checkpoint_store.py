@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
+from nordpass_connector.adapters.emulator import START_AZURITE
 from nordpass_connector.adapters.table_store import (
+    CREDENTIAL_REFUSED_ACTION,
     LEDGER_CHUNK_BYTES,
     MAX_LEDGER_CHUNKS,
     RAW_JSON_MAX_BYTES,
+    UNREACHABLE_ACTION,
     TableStore,
     build_table_client,
     decode_checkpoint,
@@ -436,3 +439,59 @@ def test_a_ledger_that_outgrows_one_row_is_a_connector_error_and_writes_nothing(
     assert f"holds {too_many} events" in caught.value.message
     assert "NORDPASS_MAX_WINDOW_EVENTS" in caught.value.action
     assert store.load_row() is None
+
+
+# -- the probe (doctor's table check) -------------------------------------------------------------
+
+
+def test_probe_creates_a_missing_table_and_leaves_no_row(
+    store: TableStore, table_client: TableClient
+) -> None:
+    first = store.probe()
+    assert (first.table, first.created_table) == (table_client.table_name, True)
+    assert store.probe().created_table is False, "the table exists now"
+    assert list(table_client.list_entities()) == [], "the probe row is deleted, the checkpoint untouched"
+
+
+def test_probe_of_a_dead_port_is_unreachable_with_the_storage_fix() -> None:
+    store = TableStore(dead_port_client(), instance="x")
+    with pytest.raises(CheckpointUnavailable) as info:
+        store.probe()
+    assert info.value.message.startswith("checkpoint table write failed: ServiceRequestError")
+    assert info.value.action == UNREACHABLE_ACTION
+    assert ACCOUNT_KEY not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+def test_probe_of_a_stopped_emulator_says_so() -> None:
+    port = free_port()
+    conn = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};"
+    )
+    client = build_table_client(table_name="checkpoints", connection_string=conn, retry_total=0)
+    store = TableStore(client, instance="x", emulator=("127.0.0.1", port))
+    with pytest.raises(CheckpointUnavailable) as info:
+        store.probe()
+    assert info.value.message == (
+        f"nothing answers at 127.0.0.1:{port}, the local storage emulator AzureWebJobsStorage points at"
+    )
+    assert info.value.action == START_AZURITE
+
+
+def test_probe_with_a_wrong_account_key_is_the_credential_fix(azurite_server: Azurite) -> None:
+    wrong = azurite_server.connection_string.replace(ACCOUNT_KEY, "A" * (len(ACCOUNT_KEY) - 2) + "==")
+    assert wrong != azurite_server.connection_string
+    client = build_table_client(table_name="cpwrongkey", connection_string=wrong, retry_total=0)
+    with client, pytest.raises(CheckpointUnavailable) as info:
+        TableStore(client, instance="x").probe()
+    assert "HTTP 403" in info.value.message
+    assert info.value.action == CREDENTIAL_REFUSED_ACTION
+
+
+def test_a_connection_string_the_sdk_cannot_parse_is_a_connector_error_without_its_text() -> None:
+    secret = "c2VjcmV0LWtleQ=="
+    with pytest.raises(CheckpointUnavailable) as info:
+        build_table_client(table_name="checkpoints", connection_string=f"AccountKey={secret};Nonsense")
+    assert info.value.message == "AzureWebJobsStorage is not a valid connection string"
+    assert info.value.action == UNREACHABLE_ACTION
+    assert secret not in str(info.value)

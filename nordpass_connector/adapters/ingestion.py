@@ -36,6 +36,8 @@ from typing import Any
 import orjson
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
@@ -73,6 +75,7 @@ from ..throttle import RateBudget
 
 log = logging.getLogger(__name__)
 
+MONITOR_SCOPE = "https://monitor.azure.com/.default"
 CLIENT_REQUEST_ID = "x-ms-client-request-id"
 SERVICE_REQUEST_ID = "x-ms-request-id"
 NO_IDENTITY_NOTE = "no managed identity answered, and off Azure no `az login` session was found"
@@ -546,6 +549,55 @@ HEALTH_STREAM_ACTION = (
     "release (it adds the stream and the NordPassConnectorHealth_CL table), or set "
     "DCR_HEALTH_STREAM_NAME=none to send no health rows"
 )
+
+
+def check_token(credential: TokenCredential, *, identity: str) -> int:
+    """Health check: the token every upload needs; returns when it expires (epoch seconds).
+
+    SinkTokenUnavailable when the credential gives none, naming `identity` (a description such as
+    "system-assigned managed identity", never a secret) and the exception's class and status: an
+    SDK message can quote the token endpoint's answer."""
+    try:
+        return int(credential.get_token(MONITOR_SCOPE).expires_on)
+    except ClientAuthenticationError as error:
+        status = f", HTTP {error.status_code}" if error.status_code else ""
+        raise SinkTokenUnavailable(
+            f"{identity} could not get a token for https://monitor.azure.com ({type(error).__name__}{status})"
+        ) from None
+    except AzureError as error:
+        raise SinkTokenUnavailable(
+            f"{identity}: the token endpoint could not be reached ({type(error).__name__})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class StreamsChecked:
+    """Both streams of the DCR took an empty upload (`check_streams`)."""
+
+    request_id: str  # the events stream's client request id
+    health_request_id: str | None  # the health stream's; None when health rows are turned off
+
+
+def check_streams(
+    client: LogsIngestionClient,
+    *,
+    rule_id: str,
+    stream_name: str,
+    health_stream_name: str | None,
+    timeout: float = 10.0,
+) -> StreamsChecked:
+    """`check_upload` for the events stream, then for the health stream (the run's health row
+    goes there, through the same client). Raises as `check_upload` does; a health stream the DCR
+    does not declare (404) carries HEALTH_STREAM_ACTION: redeploy, or turn health rows off."""
+    request_id = check_upload(client, rule_id=rule_id, stream_name=stream_name, timeout=timeout)
+    if health_stream_name is None:
+        return StreamsChecked(request_id, None)
+    try:
+        health_id = check_upload(client, rule_id=rule_id, stream_name=health_stream_name, timeout=timeout)
+    except SinkConfigError as error:
+        raise SinkConfigError(error.message, action=HEALTH_STREAM_ACTION) from None
+    return StreamsChecked(request_id, health_id)
+
 
 HEALTH_RETRY_ACTION = "nothing to do if it clears: the next run sends its own health row"
 

@@ -15,6 +15,10 @@ batch; see `TableStore.commit`.
 Undeliverable events go to a companion table (`<table>deadletters`), keyed by event id, so setting
 the same event aside twice leaves one row. A health record sits beside the checkpoint.
 
+`TableStore.probe` (for `doctor`, next to the sink's `check_upload`) writes, reads and deletes a
+probe row, and says why the table refused in the connector's own terms: unreachable, forbidden,
+credential refused, identity without a token, local emulator not running.
+
 Error messages name the operation, HTTP status and service error code only: never the connection
 string, account key, URL or service message.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -47,11 +53,14 @@ from ..errors import (
     CheckpointTooLarge,
     CheckpointUnavailable,
     ConfigurationError,
+    SinkTokenUnavailable,
 )
 from ..isotime import iso_utc
 from ..ledger import ENTRY, Ledger
 from ..ports import SetAsideRecord, StoredCheckpoint, Window
+from ..settings import STORAGE
 from ..windows import MAX_HELD_WINDOWS
+from .emulator import nothing_listens_at
 from .requests_session import EnvironmentOnceSession
 
 PARTITION_KEY = "checkpoint"
@@ -65,6 +74,21 @@ _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 FieldValue = int | str | bytes | bool | float
+
+# What a person does about a table that refuses (`TableStore.probe`; also a malformed connection
+# string). Identity-based storage whose identity has no token gets SinkTokenUnavailable's action.
+UNREACHABLE_ACTION = (
+    f"check {STORAGE} (or {STORAGE}__accountName / __tableServiceUri) points at a reachable storage account"
+)
+FORBIDDEN_ACTION = (
+    "grant the function's identity 'Storage Table Data Contributor' on the storage account "
+    "(role assignments can take a few minutes to apply)"
+)
+CREDENTIAL_REFUSED_ACTION = (
+    "the storage credential was refused: check the connection string's account key, or use "
+    f"identity-based storage ({STORAGE}__accountName) with 'Storage Table Data Contributor'"
+)
+PROBE_PARTITION = "doctor"
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,13 @@ def build_table_client(
         retry_total=retry_total, connection_timeout=connection_timeout, read_timeout=read_timeout
     )
     if connection_string:
-        return TableClient.from_connection_string(connection_string, table_name, **kwargs)
+        try:
+            return TableClient.from_connection_string(connection_string, table_name, **kwargs)
+        except ValueError:
+            # The SDK's parse error: not quoted, it may hold the key.
+            raise CheckpointUnavailable(
+                f"{STORAGE} is not a valid connection string", action=UNREACHABLE_ACTION
+            ) from None
     if table_service_uri and credential is not None:
         return TableClient(endpoint=table_service_uri, table_name=table_name, credential=credential, **kwargs)
     raise ConfigurationError(
@@ -231,8 +261,19 @@ def _truncate_utf16(text: str, limit: int) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Probed:
+    """A probe row was written, read back and deleted (`TableStore.probe`)."""
+
+    table: str
+    created_table: bool  # the table did not exist; it was created, as the first run would
+
+
 class TableStore:
-    """The connector's checkpoint, dead letters and health record in Table Storage (`CheckpointStore`)."""
+    """The connector's checkpoint, dead letters and health record in Table Storage (`CheckpointStore`).
+
+    `emulator`: the local emulator's address when the settings point at one (see
+    `adapters.emulator`), so that a probe can say "not running" instead of "unreachable"."""
 
     def __init__(
         self,
@@ -240,11 +281,14 @@ class TableStore:
         *,
         instance: str = "default",
         deadletters: TableClient | None = None,
+        emulator: tuple[str, int] | None = None,
     ) -> None:
         self._client = client
         self.instance = instance
         self._row_key = safe_row_key(instance)
         self._health_key = safe_row_key(f"{instance}.health")
+        self._probe_key = safe_row_key(f"{instance}.probe")
+        self._emulator = emulator
         # Where the rows live, to name them in errors (no account, no URL).
         self.row_name = f"{client.table_name}/{PARTITION_KEY}/{self._row_key}"
         self.health_row_name = f"{client.table_name}/{PARTITION_KEY}/{self._health_key}"
@@ -397,6 +441,57 @@ class TableStore:
             self.write_health(fields)
         except AzureError as exc:
             raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
+
+    # -- the probe (for doctor) -------------------------------------------------------------------
+    def probe(self) -> Probed:
+        """Write, read back and delete a probe row (PartitionKey "doctor"; never the checkpoint):
+        what every run needs from the table, checked once. A missing table is created, as the
+        first run would. Raises CheckpointUnavailable whose action fits the refusal."""
+        row = {"PartitionKey": PROBE_PARTITION, "RowKey": self._probe_key, "Nonce": uuid.uuid4().hex}
+        try:
+            created = self._write_probe(row)
+            read = self._client.get_entity(PROBE_PARTITION, self._probe_key)
+            self._client.delete_entity(PROBE_PARTITION, self._probe_key)
+        except AzureError as exc:
+            raise self._probe_failure(exc) from None
+        if read.get("Nonce") != row["Nonce"]:
+            raise CheckpointUnavailable(
+                "a probe entity read back different from what was written",
+                action="check that no proxy or emulator in between caches table responses",
+            )
+        return Probed(self._client.table_name, created)
+
+    def _write_probe(self, row: dict[str, Any]) -> bool:
+        """Upsert the probe row; True when the table had to be created first."""
+        try:
+            self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+            return False
+        except ResourceNotFoundError:
+            self._client.create_table()
+            self._client.upsert_entity(row, mode=UpdateMode.REPLACE)
+            return True
+
+    def _probe_failure(self, exc: AzureError) -> CheckpointUnavailable:
+        message = describe_table_error("table write", exc)
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, ClientAuthenticationError) and not status:
+            # No status: nothing was sent, the identity produced no token (identity-based storage).
+            return CheckpointUnavailable(message, action=SinkTokenUnavailable.action)
+        if isinstance(exc, ClientAuthenticationError) or status == 403:
+            return CheckpointUnavailable(message, action=self._refused_action())
+        if status is None and (not_running := nothing_listens_at(self._emulator)) is not None:
+            return not_running
+        return CheckpointUnavailable(message, action=UNREACHABLE_ACTION)
+
+    def _refused_action(self) -> str:
+        # A token credential means identity-based storage: a role is missing. Anything else (an
+        # account key, a SAS) came from the connection string, which holds the wrong secret.
+        identity_based = hasattr(self._client.credential, "get_token")
+        return FORBIDDEN_ACTION if identity_based else CREDENTIAL_REFUSED_ACTION
+
+    def close(self) -> None:
+        self._client.close()
+        self._deadletters.close()
 
     # -- dead-letter inspection (for the status command and tests) -------------------------------
     def dead_letters(self, *, limit: int = 1000) -> list[dict[str, Any]]:
