@@ -132,7 +132,11 @@ HEALTH_COLUMNS: tuple[Column, ...] = (
     Column("EventsSent", "long", "Events acknowledged by the Logs Ingestion API"),
     Column("EventsDeduplicated", "long", "Events skipped because they were already delivered"),
     Column("EventsSetAside", "long", "Events kept in the dead-letter table instead of sent"),
-    Column("SetAsideReasons", "dynamic", "Set-aside events per reason code (malformed, oversize, refused, unsendable)"),
+    Column(
+        "SetAsideReasons",
+        "dynamic",
+        "Set-aside events per reason code (malformed, oversize, refused, unsendable)",
+    ),
     Column("Pages", "long", "Activity API pages read"),
     Column("IngestionRequests", "long", "Logs Ingestion API requests sent"),
     Column("Retries", "long", "Retries of any request in this run"),
