@@ -128,10 +128,13 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     now = SystemClock().now()
     try:
         store = build_store(settings, environ)
-        record = health.HealthRecord.from_fields(store.read_health())
-        summary = _checkpoint_state(store)
-        # Only counted, never shown: a dead letter holds the event itself.
-        dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+        try:
+            record = health.HealthRecord.from_fields(store.read_health())
+            summary = _checkpoint_state(store)
+            # Only counted, never shown: a dead letter holds the event itself.
+            dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+        finally:
+            store.close()
     except ConnectorError as error:
         if isinstance(error, CheckpointUnavailable):
             error = emulator_not_running(settings.storage) or error

@@ -153,6 +153,7 @@ def build_store(
         ),
         instance=settings.instance,
         emulator=emulator_address(settings.storage),
+        credential=table_credential,
     )
 
 
@@ -309,6 +310,7 @@ def build_connector(
                 clock=clock,
             )
         store = build_store(settings, environ)
+        stack.callback(store.close)  # after the pools below have stopped (callbacks run last first)
         pages = stack.enter_context(Pool(pools.page_fetchers, "nordpass-page"))
         prefetcher = stack.enter_context(Pool(pools.window_readers, "nordpass-window"))
         uploader = stack.enter_context(Pool(pools.uploaders, "ingestion-upload"))

@@ -282,8 +282,11 @@ class TableStore:
         instance: str = "default",
         deadletters: TableClient | None = None,
         emulator: tuple[str, int] | None = None,
+        credential: Any = None,
     ) -> None:
         self._client = client
+        # An identity-based store's own credential (its token session is closed with the store).
+        self._credential = credential
         self.instance = instance
         self._row_key = safe_row_key(instance)
         self._health_key = safe_row_key(f"{instance}.health")
@@ -492,6 +495,9 @@ class TableStore:
     def close(self) -> None:
         self._client.close()
         self._deadletters.close()
+        close_credential = getattr(self._credential, "close", None)
+        if callable(close_credential):
+            close_credential()
 
     # -- dead-letter inspection (for the status command and tests) -------------------------------
     def dead_letters(self, *, limit: int = 1000) -> list[dict[str, Any]]:
