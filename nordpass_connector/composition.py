@@ -280,6 +280,9 @@ def build_connector(
     with ExitStack() as stack:
         stack.enter_context(relaxed_gc())
         credential = build_credential(settings, environ)
+        close_credential = getattr(credential, "close", None)
+        if callable(close_credential):
+            stack.callback(close_credential)
         source = NordPassClient(
             endpoint_url=settings.nordpass_endpoint_url,
             token=settings.nordpass_token.get_secret_value(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from nordpass_connector.composition import build_connector
 from nordpass_connector.pipeline import run_once
