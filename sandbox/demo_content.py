@@ -339,46 +339,60 @@ def _view_text(view: dict[str, Any]) -> str:
 
 def summary_lines(result: dict[str, Any], width: int) -> list[str]:
     """The summary's `asim` and `hunting` blocks."""
+    return [*_asim_lines(result.get("asim") or {}, width), *_hunting_lines(result, width)]
+
+
+def _asim_lines(asim: dict[str, Any], width: int) -> list[str]:
     lines: list[str] = []
-    asim = result.get("asim") or {}
-    parts = []
-    for s in asim.get("schemas", []):
-        if s["status"] != "ran":
-            parts.append(f"{s['schema']} {s['version']}: {s['status']}")
-            continue
-        top = ", ".join(f"{b['event_type']}/{b['event_result']} {_fmt(b['count'])}" for b in s["by_type"][:3])
-        parts.append(f"{s['schema']} {s['version']}: {_fmt(s['rows'])} rows ({top})")
+    parts = [_schema_text(s) for s in asim.get("schemas", [])]
     if parts:
         lines.append(f"asim       {parts[0]}")
         lines += [f"           {p}" for p in parts[1:]]
     for view in asim.get("incidents", []):
         lines.append(f"  {view['incident']:<{width}}  -> {_view_text(view)}")
-    hunting = result.get("hunting") or []
-    if hunting:
-        ran = sum(1 for h in hunting if h["status"] == "ran")
-        names = {h["query"]: _short(h["name"]) for h in hunting}
-        lines.append(f"hunting    {len(hunting)} hunting queries, {ran} ran locally with duckdb-kql")
-        for incident in result.get("incidents", []):
-            hunted = incident.get("hunted_by") or []
-            if hunted or incident["name"] in EXPECTED_HUNTING:
-                found = ", ".join(names.get(k, k) for k in hunted) or "no hunting query found it"
-                lines.append(f"  {incident['name']:<{width}}  -> {found}")
-        background = [
-            f"{names[h['query']]} ({h['attributed']['background']})"
-            for h in hunting
-            if h["status"] == "ran" and h.get("attributed", {}).get("background")
-        ]
-        if background:
-            lines.append(f"  {'background':<{width}}  -> {'; '.join(background)}")
-        earlier = sum(int(h.get("attributed", {}).get("earlier", 0)) for h in hunting)
-        if earlier:
-            lines.append(f"  {'earlier runs':<{width}}  -> {earlier} hits on scenarios of earlier demo runs")
-        for h in hunting:
-            if h["status"] != "ran":
-                lines.append(f"  {names[h['query']]}: {h['status']} ({h.get('reason', '')})")
-            elif h.get("note") and not h.get("hits"):
-                lines.append(f"  {names[h['query']]}: quiet, as expected ({h['note']})")
     return lines
+
+
+def _schema_text(s: dict[str, Any]) -> str:
+    if s["status"] != "ran":
+        return f"{s['schema']} {s['version']}: {s['status']}"
+    top = ", ".join(f"{b['event_type']}/{b['event_result']} {_fmt(b['count'])}" for b in s["by_type"][:3])
+    return f"{s['schema']} {s['version']}: {_fmt(s['rows'])} rows ({top})"
+
+
+def _hunting_lines(result: dict[str, Any], width: int) -> list[str]:
+    hunting = result.get("hunting") or []
+    if not hunting:
+        return []
+    ran = sum(1 for h in hunting if h["status"] == "ran")
+    names = {h["query"]: _short(h["name"]) for h in hunting}
+    lines = [f"hunting    {len(hunting)} hunting queries, {ran} ran locally with duckdb-kql"]
+    for incident in result.get("incidents", []):
+        hunted = incident.get("hunted_by") or []
+        if hunted or incident["name"] in EXPECTED_HUNTING:
+            found = ", ".join(names.get(k, k) for k in hunted) or "no hunting query found it"
+            lines.append(f"  {incident['name']:<{width}}  -> {found}")
+    background = [
+        f"{names[h['query']]} ({h['attributed']['background']})"
+        for h in hunting
+        if h["status"] == "ran" and h.get("attributed", {}).get("background")
+    ]
+    if background:
+        lines.append(f"  {'background':<{width}}  -> {'; '.join(background)}")
+    earlier = sum(int(h.get("attributed", {}).get("earlier", 0)) for h in hunting)
+    if earlier:
+        lines.append(f"  {'earlier runs':<{width}}  -> {earlier} hits on scenarios of earlier demo runs")
+    lines += [line for h in hunting if (line := _query_note(h, names[h["query"]]))]
+    return lines
+
+
+def _query_note(h: dict[str, Any], name: str) -> str | None:
+    """A line for a hunting query that did not run, or that stayed quiet for a stated reason."""
+    if h["status"] != "ran":
+        return f"  {name}: {h['status']} ({h.get('reason', '')})"
+    if h.get("note") and not h.get("hits"):
+        return f"  {name}: quiet, as expected ({h['note']})"
+    return None
 
 
 def _e(text: object) -> str:
