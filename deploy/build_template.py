@@ -347,13 +347,7 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
     }
     if rule.get("tactics"):
         props["tactics"] = list(rule["tactics"])
-    # The API's `techniques` takes parent technique ids only; sub-techniques (T1078.004) are
-    # folded into their parent rather than rejected.
-    techniques: list[str] = []
-    for technique in rule.get("relevantTechniques") or []:
-        parent = str(technique).split(".", 1)[0]
-        if parent not in techniques:
-            techniques.append(parent)
+    techniques = _parent_techniques(rule.get("relevantTechniques") or [])
     if techniques:
         props["techniques"] = techniques
     for key in ("entityMappings", "customDetails", "alertDetailsOverride", "eventGroupingSettings"):
@@ -361,18 +355,34 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
             props[key] = rule[key]
     incident = rule.get("incidentConfiguration")
     if incident:
-        incident = json.loads(json.dumps(incident))
-        grouping = incident.get("groupingConfiguration")
-        if grouping and "lookbackDuration" in grouping:
-            grouping["lookbackDuration"] = iso_duration(
-                grouping["lookbackDuration"], field="lookbackDuration", source=source
-            )
-        if grouping:
-            # Upstream YAML writes `groupByAlertDetails: []` for "none"; the API omits them instead.
-            for key in [k for k, value in grouping.items() if value == []]:
-                del grouping[key]
-        props["incidentConfiguration"] = incident
+        props["incidentConfiguration"] = _incident_configuration(incident, source)
     return props
+
+
+def _parent_techniques(techniques: Iterable[object]) -> list[str]:
+    """The API's `techniques` takes parent technique ids only; sub-techniques (T1078.004) are
+    folded into their parent rather than rejected. First-seen order, no repeats."""
+    parents: list[str] = []
+    for technique in techniques:
+        parent = str(technique).split(".", 1)[0]
+        if parent not in parents:
+            parents.append(parent)
+    return parents
+
+
+def _incident_configuration(incident: Json, source: str) -> Json:
+    """A copy of the YAML's incidentConfiguration in the API's form."""
+    incident = json.loads(json.dumps(incident))
+    grouping = incident.get("groupingConfiguration")
+    if grouping and "lookbackDuration" in grouping:
+        grouping["lookbackDuration"] = iso_duration(
+            grouping["lookbackDuration"], field="lookbackDuration", source=source
+        )
+    if grouping:
+        # Upstream YAML writes `groupByAlertDetails: []` for "none"; the API omits them instead.
+        for key in [k for k, value in grouping.items() if value == []]:
+            del grouping[key]
+    return incident
 
 
 def load_rules(rules_dir: Path = RULES_DIR) -> list[tuple[str, Json]]:
