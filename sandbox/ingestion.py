@@ -51,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from content.duckdb_types import DUCKDB_TYPES, table_columns
 from nordpass_connector import schema
 
 from ._uvicorn_thread import ServerThread
@@ -129,19 +130,9 @@ class Call:
 
 # -- the row store -------------------------------------------------------------------------------
 
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "long": "BIGINT",
-    "real": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "datetime": "TIMESTAMP",
-    "dynamic": "JSON",
-}
-
 
 def _create_table_sql(table: schema.Table = schema.EVENTS) -> str:
-    cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({table_columns(table)})"
 
 
 def _select_list(table: schema.Table, ref: Callable[[str], str], dynamic: Callable[[str], str]) -> str:
@@ -151,7 +142,7 @@ def _select_list(table: schema.Table, ref: Callable[[str], str], dynamic: Callab
         if c.type == "string":
             expr = ref(c.name)
         elif c.type in ("long", "real", "boolean"):
-            expr = f"TRY_CAST({ref(c.name)} AS {_SQL_TYPES[c.type]})"
+            expr = f"TRY_CAST({ref(c.name)} AS {DUCKDB_TYPES[c.type]})"
         elif c.type == "dynamic":
             expr = dynamic(c.name)
         else:
