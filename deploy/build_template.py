@@ -65,7 +65,7 @@ Json = dict[str, Any]
 
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 
-# One API version per resource type. Where `shared/arm-schemas` vendors a schema, this is that
+# One API version per resource type. Where `tests/arm-schemas/` vendors a schema, this is that
 # version (the tests hold us to it); the two types without a vendored schema are listed in
 # NO_SCHEMA_TYPES with the reason.
 API_VERSIONS: dict[str, str] = {
@@ -93,9 +93,9 @@ API_VERSIONS: dict[str, str] = {
 }
 
 NO_SCHEMA_TYPES: dict[str, str] = {
-    "Microsoft.Resources/deployments": "not vendored in shared/arm-schemas; checked by the root "
+    "Microsoft.Resources/deployments": "not vendored in tests/arm-schemas; checked by the root "
     "template schema (resourceBase) and its inner templates are validated in full",
-    "Microsoft.Insights/diagnosticSettings": "not vendored in shared/arm-schemas (its only stable "
+    "Microsoft.Insights/diagnosticSettings": "not vendored in tests/arm-schemas (its only stable "
     "schema is the 2021-05-01-preview API); checked by resourceBase and the structural lint",
 }
 

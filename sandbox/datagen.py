@@ -4,10 +4,11 @@ Everything derives from `random.Random(seed)`: no wall clock, no `uuid4()`, no h
 The same seed and the same sequence of calls give byte-identical events, so tests can assert on
 exact content and the demo can be replayed.
 
-The events look like the API's JSON objects (`nordpass-api.md` §4): `type`, `action`, `timestamp`
-(Unix seconds), `organization_uuid`, `user` {uuid, email}, `initiator` (an e-mail) and a free-form
-`metadata` object carrying the keys public content relies on (`event-catalog.md`). Every address
-lives under reserved names (`*.example`) and documentation IP ranges, so nothing here is real.
+The events look like the API's JSON objects (docs/nordpass-api.md, "Response"): `type`, `action`,
+`timestamp` (Unix seconds), `organization_uuid`, `user` {uuid, email}, `initiator` (an e-mail) and a
+free-form `metadata` object carrying the keys public content relies on (docs/event-catalog.md,
+"`metadata` fields the content reads"). Every address lives under reserved names (`*.example`) and
+documentation IP ranges, so nothing here is real.
 """
 
 from __future__ import annotations

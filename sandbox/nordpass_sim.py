@@ -1,6 +1,6 @@
 """A NordPass Activity API simulator over real HTTP (starlette on uvicorn, loopback only).
 
-It serves ``POST /activities/query`` as `nordpass-api.md` describes it, and lets tests, the demo and
+It serves ``POST /activities/query`` as docs/nordpass-api.md describes it, and lets tests, the demo and
 the benchmark turn every UNKNOWN of that contract into a knob: sort order, bound inclusivity, a
 server-side ``per_page`` cap, late events, and faults (429 with or without ``Retry-After``, 5xx,
 slow answers, dropped connections, non-JSON bodies).
