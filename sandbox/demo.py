@@ -989,20 +989,16 @@ def run_rules(con: Any, incidents: Sequence[ScriptedIncident], *, run: int) -> l
             )
             results.append(entry)
             continue
-        attributed: Counter[str] = Counter()
-        for row in rows:
-            incident = attribute(row, incidents)
-            if incident is None:
-                attributed["background"] += 1
-            elif incident.run != run:
-                attributed["earlier"] += 1
-            else:
-                attributed["scripted"] += 1
-                if key not in incident.detected_by:
-                    incident.detected_by.append(key)
-        entry.update(status="ran", hits=len(rows), attributed=dict(attributed))
+        found = demo_content.attribute_hits(
+            rows, incidents, key, run=run, attribute=attribute, by=_detected_by
+        )
+        entry.update(status="ran", hits=len(rows), attributed=found)
         results.append(entry)
     return results
+
+
+def _detected_by(incident: ScriptedIncident) -> list[str]:
+    return incident.detected_by
 
 
 def connector_page_status(con: Any) -> dict[str, Any]:

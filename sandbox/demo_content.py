@@ -296,20 +296,41 @@ def run_hunting(
             entry.update(status=_status(exc), reason=str(exc).splitlines()[0][:160], hits=0)
             results.append(entry)
             continue
-        attributed: Counter[str] = Counter()
-        for row in rows:
-            incident = attribute(row, incidents)
-            if incident is None:
-                attributed["background"] += 1
-            elif incident.run != run:
-                attributed["earlier"] += 1
-            else:
-                attributed["scripted"] += 1
-                if query.key not in incident.hunted_by:
-                    incident.hunted_by.append(query.key)
-        entry.update(status="ran", hits=len(rows), attributed=dict(attributed))
+        found = attribute_hits(rows, incidents, query.key, run=run, attribute=attribute, by=_hunted_by)
+        entry.update(status="ran", hits=len(rows), attributed=found)
         results.append(entry)
     return results
+
+
+def _hunted_by(incident: Incident) -> list[str]:
+    return incident.hunted_by
+
+
+def attribute_hits(
+    rows: Sequence[dict[str, Any]],
+    incidents: Sequence[Any],
+    key: str,
+    *,
+    run: int,
+    attribute: Attribute,
+    by: Callable[[Any], list[str]],
+) -> dict[str, int]:
+    """How many result rows of rule or query `key` belong to this run's scenarios ("scripted"), an
+    earlier run's ("earlier") or neither ("background"); `key` joins `by(incident)` (the incident's
+    detected_by or hunted_by) of each scenario of this run it found."""
+    attributed: Counter[str] = Counter()
+    for row in rows:
+        incident = attribute(row, incidents)
+        if incident is None:
+            attributed["background"] += 1
+        elif incident.run != run:
+            attributed["earlier"] += 1
+        else:
+            attributed["scripted"] += 1
+            found_by = by(incident)
+            if key not in found_by:
+                found_by.append(key)
+    return dict(attributed)
 
 
 # -- output ------------------------------------------------------------------------------------------

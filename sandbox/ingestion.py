@@ -54,7 +54,7 @@ from starlette.routing import Route
 from content.duckdb_types import DUCKDB_TYPES, table_columns
 from nordpass_connector import schema
 
-from ._uvicorn_thread import ServerThread
+from ._uvicorn_thread import ServerThread, wait_for_interrupt
 from .certs import CertPaths, ensure_certs
 
 API_VERSION = "2023-01-01"
@@ -941,11 +941,7 @@ def main(argv: list[str] | None = None) -> None:
     with stand_in:
         stand_in.set_latency(args.latency_ms)
         print(f"endpoint={stand_in.endpoint} ca={stand_in.ca_file}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
 
 
 if __name__ == "__main__":
