@@ -1,4 +1,5 @@
-"""The official connector's request pattern, as the baseline (nordpass-api.md, section 8).
+"""The official connector's request pattern, as the baseline (docs/nordpass-api.md, "The official
+connector's request pattern").
 
 Faithful to the official Go connector where it matters for speed: `timestamp_from` only (no upper
 bound), `per_page` 100, pages 1, 2, 3, ... in sequence until the first empty page (`total_pages`

@@ -26,21 +26,14 @@ from typing import Any
 import duckdb_kql
 from duckdb_kql.engine import schema as duckdb_schema
 
+from content.duckdb_types import column_definitions, table_columns
 from nordpass_connector import mapping
-from nordpass_connector.schema import COLUMNS, HEALTH, TABLE_NAME, Table
+from nordpass_connector.schema import COLUMNS, HEALTH, TABLE_NAME
 
 INGESTION_COLUMN = "_IngestionTime"
 # Log Analytics rewrites TimeGenerated values older than this to the time the row was received.
 TIME_GENERATED_MAX_AGE = timedelta(days=2)
 
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "long": "BIGINT",
-    "real": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "datetime": "TIMESTAMP",
-    "dynamic": "JSON",
-}
 _INGESTION_CALL = re.compile(r"\bingestion_time\(\s*\)")
 
 
@@ -76,11 +69,6 @@ def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def _parse_time(value: str) -> datetime:
     # Rows carry "...Z" strings; the local table stores naive UTC like duckdb's TIMESTAMP.
     return datetime.strptime(value + "+0000", "%Y-%m-%dT%H:%M:%SZ%z").replace(tzinfo=None)
-
-
-def sql_columns(table: Table) -> str:
-    """`"Name" TYPE, ...` of a table, for CREATE TABLE."""
-    return ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
 
 
 def health_record(row: dict[str, Any]) -> list[Any]:
@@ -127,7 +115,7 @@ def executable_form(query: str) -> str:
     return _INGESTION_CALL.sub(INGESTION_COLUMN, query)
 
 
-_TABLE_COLUMNS = [*(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in COLUMNS), f'"{INGESTION_COLUMN}" TIMESTAMP']
+_TABLE_COLUMNS = column_definitions([*((c.name, c.type) for c in COLUMNS), (INGESTION_COLUMN, "datetime")])
 # Opening a duckdb-kql connection costs more than a typical scenario's query; scenarios reuse one
 # and replace the table's rows (tests run sequentially within a process).
 _shared: Any = None
@@ -154,8 +142,8 @@ def connect(loaded: Sequence[LoadedRow], health: Sequence[dict[str, Any]] = ()) 
     if _shared is None:
         _shared = duckdb_kql.connect()
         _shared.execute("SET TimeZone = 'UTC'")
-        _shared.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(_TABLE_COLUMNS)})")
-        _shared.execute(f"CREATE TABLE {HEALTH.name} ({sql_columns(HEALTH)})")
+        _shared.execute(f"CREATE TABLE {TABLE_NAME} ({_TABLE_COLUMNS})")
+        _shared.execute(f"CREATE TABLE {HEALTH.name} ({table_columns(HEALTH)})")
     con = _shared
     con.execute(f"DELETE FROM {TABLE_NAME}")
     con.execute(f"DELETE FROM {HEALTH.name}")

@@ -1,4 +1,5 @@
-"""The code stays typed, linted and formatted: ruff (lint and format) on the whole tree, mypy --strict."""
+"""The code stays typed, linted and formatted: ruff (lint, format, complexity) on the whole tree, mypy
+--strict on the app, the sandbox, the benchmark, the deploy tools and the content tools (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,6 @@ def test_ruff_format_changes_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_strict_on_the_package() -> None:
+def test_mypy_strict_on_the_code() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
