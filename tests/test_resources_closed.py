@@ -32,15 +32,24 @@ def _connections_to(port: int) -> int:
     return count
 
 
-def test_runs_leave_no_table_connection_open(sandbox: Sandbox) -> None:
-    port = sandbox.azurite.ports["table"]
-    before = _connections_to(port)
+def test_runs_leave_no_connection_open(sandbox: Sandbox) -> None:
+    # The checkpoint table, the managed-identity endpoint, the ingestion endpoint and NordPass.
+    ports = {
+        "table": sandbox.azurite.ports["table"],
+        "identity": urlsplit(os.environ["IDENTITY_ENDPOINT"]).port,
+        "ingestion": urlsplit(sandbox.ingestion.endpoint).port,
+        "nordpass": urlsplit(sandbox.sim.url).port,
+    }
+    before = {name: _connections_to(port) for name, port in ports.items()}
     for _ in range(4):
         sandbox.clock.advance(60)
         environ = sandbox.environ()
-        with build_connector(
-            load_settings(environ), environ, clock=sandbox.clock, retry_policy=FAST_RETRIES
-        ) as c:
+        settings = load_settings(environ)
+        with build_connector(settings, environ, clock=sandbox.clock, retry_policy=FAST_RETRIES) as c:
+            event = {"type": "t", "action": "a", "timestamp": int(sandbox.clock.now()) - 30}
+            sandbox.sim.add([event])
             run_once(c)
-            assert _connections_to(port) > before, "the run talks to the table (the count can see it)"
-    assert _connections_to(port) == before
+            during = {name: _connections_to(port) for name, port in ports.items()}
+            # The run talked to each of them, so the count can see what it leaves behind.
+            assert all(during[name] > before[name] for name in ports), (before, during)
+    assert {name: _connections_to(port) for name, port in ports.items()} == before
