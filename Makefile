@@ -11,7 +11,7 @@ help:
 	@echo "make demo     run the connector end to end on the local sandbox"
 	@echo "make test     run the test suite"
 	@echo "make bench    run the benchmark"
-	@echo "make lint     ruff + mypy + actionlint"
+	@echo "make lint     ruff (lint and format) + mypy + actionlint"
 	@echo "make package  build the function zip and its sha256"
 	@echo "make release REPO=<owner>/<name> TAG=v<x.y.z>  the release assets in dist/release/<tag>/"
 	@echo "make template regenerate the deploy/ templates and portal form from schema.py and content/"
@@ -43,6 +43,7 @@ chromium:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/actionlint
 

@@ -1,4 +1,5 @@
-"""The official connector's request pattern, as the baseline (nordpass-api.md, section 8).
+"""The official connector's request pattern, as the baseline (docs/nordpass-api.md, "The official
+connector's request pattern").
 
 Faithful to the official Go connector where it matters for speed: `timestamp_from` only (no upper
 bound), `per_page` 100, pages 1, 2, 3, ... in sequence until the first empty page (`total_pages`
@@ -13,7 +14,6 @@ serialisers.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +23,15 @@ import orjson
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from nordpass_connector import USER_AGENT
+from nordpass_connector.adapters.ingestion import IngestionSink, build_logs_client
+from nordpass_connector.adapters.table_store import build_table_client
 from nordpass_connector.batching import pack
-from nordpass_connector.checkpoint import build_table_client
 from nordpass_connector.clock import Clock, SystemClock
 from nordpass_connector.composition import build_credential
-from nordpass_connector.mapping import PreparedEvent, prepare, to_row
+from nordpass_connector.mapping import PreparedEvent, occurrences, prepare, to_row
 from nordpass_connector.ports import Batch
 from nordpass_connector.retry import Deadline, Retrier, RetryLog, RetryPolicy
 from nordpass_connector.settings import Settings
-from nordpass_connector.sink import IngestionSink, build_logs_client
 
 PER_PAGE = 100
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -130,14 +130,9 @@ def run_official(
 def _rows(events: list[Any]) -> list[dict[str, Any]]:
     # Occurrence indexes per page only: the official connector has no event ids at all, so
     # nothing is gained by tracking identical events across pages here.
-    seen: Counter[bytes] = Counter()
-    rows = []
-    for raw in events:
-        event = prepare(raw)
-        if isinstance(event, PreparedEvent):
-            rows.append(to_row(event, seen[event.digest]))
-            seen[event.digest] += 1
-    return rows
+    prepared = [event for event in map(prepare, events) if isinstance(event, PreparedEvent)]
+    numbers = occurrences([event.digest for event in prepared])
+    return [to_row(event, n) for event, n in zip(prepared, numbers, strict=True)]
 
 
 def _read_cursor(table: Any) -> int | None:

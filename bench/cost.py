@@ -146,8 +146,8 @@ def billed_bytes(row: Mapping[str, Any], *, datetime_chars: int = 20) -> int:
 
 def _sample_rows() -> list[dict[str, Any]]:
     """Rows as the connector sends them, through the real selection path (fast path included)."""
-    from nordpass_connector.cursor import Ledger
     from nordpass_connector.dedup import select_new
+    from nordpass_connector.ledger import Ledger
 
     from .events import stamped
 

@@ -8,7 +8,7 @@ and per page, and the wall time:
 
 - `threaded`: what ships. `WindowReader` with its page pool and shared `ConcurrencyLimit`, over
   `NordPassClient` and its `KeepAliveTransport` (a stack of keep-alive connections, see
-  `nordpass_connector.keepalive`).
+  `nordpass_connector.adapters.keepalive`).
 - `threaded-httpx-pool`: the same reader over httpx's `HTTPTransport` with httpcore's pool, as
   shipped before.
 - `asyncio-httpx`: the same `WindowReader` (paging, page checks), its page requests on one asyncio
@@ -43,8 +43,8 @@ import httpcore
 import httpx
 import orjson
 
+from nordpass_connector.adapters.nordpass import DEFAULT_TIMEOUT, NordPassClient, _parse_fast
 from nordpass_connector.clock import SystemClock
-from nordpass_connector.nordpass import DEFAULT_TIMEOUT, NordPassClient, _parse_fast
 from nordpass_connector.ports import Page, Window
 from nordpass_connector.reader import ConcurrencyLimit, WindowReader
 from nordpass_connector.retry import Deadline, Retrier, RetryLog, RetryPolicy

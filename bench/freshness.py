@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import orjson
 
-from nordpass_connector.mapping import canonical_digest, event_id
+from nordpass_connector.mapping import EVENT_ID_DIGEST_BYTES, canonical_digest, digest_prefix
 
 from .events import stamped
 
@@ -167,23 +167,19 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _id_stem(eid: str) -> str:
-    """The digest part of an EventId (everything before the occurrence suffix)."""
-    return eid.rsplit("-", 1)[0]
-
-
 def analyse(schedule: Sequence[Scheduled], acks: Sequence[tuple[str, float]]) -> dict[str, Any]:
     """Match acknowledgements (EventId, ack time) to scheduled events by content digest.
 
     Copies of one digest are paired in order (earliest arrival with earliest acknowledgement); a
     scheduled copy with no acknowledgement is lost, an acknowledgement with no copy left is a
     duplicate."""
-    truth: dict[str, list[Scheduled]] = defaultdict(list)
+    # Keyed by the digest part an EventId carries (`mapping.digest_prefix`).
+    truth: dict[bytes, list[Scheduled]] = defaultdict(list)
     for item in schedule:
-        truth[_id_stem(event_id(canonical_digest(orjson.loads(item.blob)), 0))].append(item)
-    got: dict[str, list[float]] = defaultdict(list)
+        truth[canonical_digest(orjson.loads(item.blob))[:EVENT_ID_DIGEST_BYTES]].append(item)
+    got: dict[bytes, list[float]] = defaultdict(list)
     for eid, at in acks:
-        got[_id_stem(eid)].append(at)
+        got[digest_prefix(eid)].append(at)
     delays: dict[str, list[float]] = {"on_time": [], "late": []}
     lost = {"on_time": 0, "late": 0}
     duplicates = 0
@@ -268,7 +264,7 @@ class _Records(logging.Handler):
 @contextlib.contextmanager
 def _acknowledgements(clock: SharedClock, acks: list[tuple[str, float]]) -> Iterator[None]:
     """Record, for every row the real sink reports delivered, the simulated time `send` returned."""
-    from nordpass_connector.sink import IngestionSink
+    from nordpass_connector.adapters.ingestion import IngestionSink
 
     original = IngestionSink.send
 

@@ -32,6 +32,7 @@ from duckdb_kql.engine import schema as duckdb_schema
 
 from content import localrun
 from content.asim import Param, Parser
+from content.duckdb_types import column_definitions
 
 # Documentation prefix -> the fields of geo_info_from_ip_address() the parsers and queries read.
 GEO_STAND_IN: Mapping[str, Mapping[str, Any]] = {
@@ -59,15 +60,6 @@ GEO_STAND_IN: Mapping[str, Mapping[str, Any]] = {
 }
 _GEO_CALL = re.compile(r"\bgeo_info_from_ip_address\(")
 _GEO_LOCAL = "_local_geo_info_from_ip_address"
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "long": "BIGINT",
-    "int": "INTEGER",
-    "real": "DOUBLE",
-    "bool": "BOOLEAN",
-    "datetime": "TIMESTAMP",
-    "dynamic": "JSON",
-}
 
 
 def _geo_function() -> str:
@@ -214,9 +206,7 @@ def load_table(con: Any, name: str, columns: Mapping[str, str], rows: Iterable[M
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"not a table name: {name!r}")
     con.execute(f'DROP TABLE IF EXISTS "{name}"')
-    con.execute(
-        f'CREATE TABLE "{name}" ({", ".join(f"{chr(34)}{c}{chr(34)} {_SQL_TYPES[t]}" for c, t in columns.items())})'
-    )
+    con.execute(f'CREATE TABLE "{name}" ({column_definitions(columns.items())})')
     records = [
         [
             json.dumps(row.get(c)) if t == "dynamic" and row.get(c) is not None else row.get(c)

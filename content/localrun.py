@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,21 +26,14 @@ from typing import Any
 import duckdb_kql
 from duckdb_kql.engine import schema as duckdb_schema
 
+from content.duckdb_types import column_definitions, table_columns
 from nordpass_connector import mapping
-from nordpass_connector.schema import COLUMNS, HEALTH, TABLE_NAME, Table
+from nordpass_connector.schema import COLUMNS, HEALTH, TABLE_NAME
 
 INGESTION_COLUMN = "_IngestionTime"
 # Log Analytics rewrites TimeGenerated values older than this to the time the row was received.
 TIME_GENERATED_MAX_AGE = timedelta(days=2)
 
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "long": "BIGINT",
-    "real": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "datetime": "TIMESTAMP",
-    "dynamic": "JSON",
-}
 _INGESTION_CALL = re.compile(r"\bingestion_time\(\s*\)")
 
 
@@ -64,25 +56,19 @@ def to_epoch(moment: datetime) -> int:
 
 def rows_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Map raw events to rows exactly as the connector does, numbering identical events."""
-    seen: Counter[bytes] = Counter()
-    rows: list[dict[str, Any]] = []
+    prepared: list[mapping.PreparedEvent] = []
     for raw in events:
-        prepared = mapping.prepare(raw)
-        if not isinstance(prepared, mapping.PreparedEvent):
-            raise ValueError(f"test event is malformed: {prepared.reason}")
-        rows.append(mapping.to_row(prepared, seen[prepared.digest]))
-        seen[prepared.digest] += 1
-    return rows
+        event = mapping.prepare(raw)
+        if not isinstance(event, mapping.PreparedEvent):
+            raise ValueError(f"test event is malformed: {event.reason}")
+        prepared.append(event)
+    numbers = mapping.occurrences([event.digest for event in prepared])
+    return [mapping.to_row(event, n) for event, n in zip(prepared, numbers, strict=True)]
 
 
 def _parse_time(value: str) -> datetime:
     # Rows carry "...Z" strings; the local table stores naive UTC like duckdb's TIMESTAMP.
     return datetime.strptime(value + "+0000", "%Y-%m-%dT%H:%M:%SZ%z").replace(tzinfo=None)
-
-
-def sql_columns(table: Table) -> str:
-    """`"Name" TYPE, ...` of a table, for CREATE TABLE."""
-    return ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
 
 
 def health_record(row: dict[str, Any]) -> list[Any]:
@@ -129,7 +115,7 @@ def executable_form(query: str) -> str:
     return _INGESTION_CALL.sub(INGESTION_COLUMN, query)
 
 
-_TABLE_COLUMNS = [*(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in COLUMNS), f'"{INGESTION_COLUMN}" TIMESTAMP']
+_TABLE_COLUMNS = column_definitions([*((c.name, c.type) for c in COLUMNS), (INGESTION_COLUMN, "datetime")])
 # Opening a duckdb-kql connection costs more than a typical scenario's query; scenarios reuse one
 # and replace the table's rows (tests run sequentially within a process).
 _shared: Any = None
@@ -156,8 +142,8 @@ def connect(loaded: Sequence[LoadedRow], health: Sequence[dict[str, Any]] = ()) 
     if _shared is None:
         _shared = duckdb_kql.connect()
         _shared.execute("SET TimeZone = 'UTC'")
-        _shared.execute(f"CREATE TABLE {TABLE_NAME} ({', '.join(_TABLE_COLUMNS)})")
-        _shared.execute(f"CREATE TABLE {HEALTH.name} ({sql_columns(HEALTH)})")
+        _shared.execute(f"CREATE TABLE {TABLE_NAME} ({_TABLE_COLUMNS})")
+        _shared.execute(f"CREATE TABLE {HEALTH.name} ({table_columns(HEALTH)})")
     con = _shared
     con.execute(f"DELETE FROM {TABLE_NAME}")
     con.execute(f"DELETE FROM {HEALTH.name}")

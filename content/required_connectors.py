@@ -46,30 +46,42 @@ def problems(item: Mapping[str, Any], source: str, connector: Mapping[str, Any])
     """What is wrong with `item`'s requiredDataConnectors, given the deployed connector page."""
     ours = str(connector["id"])
     our_types = {str(d["name"]) for d in connector.get("dataTypes", [])}
-    query = str(item.get("query", ""))
     entries = item.get("requiredDataConnectors")
     if not isinstance(entries, list) or not entries:
         return [f"{source}: requiredDataConnectors must list {ours!r}"]
-    found: list[str] = []
+    foreign = [
+        f"{source}: requiredDataConnectors names {connector_id!r}; the deployed data connector is "
+        f"{ours!r} (the id in content/data-connectors/), with data types {sorted(our_types)}"
+        for connector_id in _foreign_connectors(entries, ours)
+    ]
+    if foreign:
+        return foreign
     mine = [e for e in entries if isinstance(e, dict) and e.get("connectorId") == ours]
+    if len(mine) != 1:
+        return [f"{source}: requiredDataConnectors must name {ours!r} exactly once (found {len(mine)})"]
+    declared = set(mine[0].get("dataTypes") or [])
+    return _data_type_problems(declared, our_types, str(item.get("query", "")), source, ours)
+
+
+def _foreign_connectors(entries: list[Any], ours: str) -> list[object]:
+    """Connector ids of entries that are neither ours nor another connector an item may read."""
+    found: list[object] = []
     for entry in entries:
         connector_id = entry.get("connectorId") if isinstance(entry, dict) else None
         types = set(entry.get("dataTypes") or []) if isinstance(entry, dict) else set()
         if connector_id == ours:
             continue
         other = OTHER_CONNECTORS.get(str(connector_id), frozenset())
-        if types and types <= other:
-            continue
-        found.append(
-            f"{source}: requiredDataConnectors names {connector_id!r}; the deployed data connector is "
-            f"{ours!r} (the id in content/data-connectors/), with data types {sorted(our_types)}"
-        )
-    if found:
-        return found
-    if len(mine) != 1:
-        found.append(f"{source}: requiredDataConnectors must name {ours!r} exactly once (found {len(mine)})")
-        return found
-    declared = set(mine[0].get("dataTypes") or [])
+        if not (types and types <= other):
+            found.append(connector_id)
+    return found
+
+
+def _data_type_problems(
+    declared: set[str], our_types: set[str], query: str, source: str, ours: str
+) -> list[str]:
+    """Our entry's data types against what the connector declares and what the query reads."""
+    found: list[str] = []
     if not declared:
         found.append(f"{source}: {ours!r} lists no dataTypes")
     for table in sorted(declared - our_types):

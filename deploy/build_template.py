@@ -65,7 +65,7 @@ Json = dict[str, Any]
 
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 
-# One API version per resource type. Where `shared/arm-schemas` vendors a schema, this is that
+# One API version per resource type. Where `tests/arm-schemas/` vendors a schema, this is that
 # version (the tests hold us to it); the two types without a vendored schema are listed in
 # NO_SCHEMA_TYPES with the reason.
 API_VERSIONS: dict[str, str] = {
@@ -93,9 +93,9 @@ API_VERSIONS: dict[str, str] = {
 }
 
 NO_SCHEMA_TYPES: dict[str, str] = {
-    "Microsoft.Resources/deployments": "not vendored in shared/arm-schemas; checked by the root "
+    "Microsoft.Resources/deployments": "not vendored in tests/arm-schemas; checked by the root "
     "template schema (resourceBase) and its inner templates are validated in full",
-    "Microsoft.Insights/diagnosticSettings": "not vendored in shared/arm-schemas (its only stable "
+    "Microsoft.Insights/diagnosticSettings": "not vendored in tests/arm-schemas (its only stable "
     "schema is the 2021-05-01-preview API); checked by resourceBase and the structural lint",
 }
 
@@ -347,13 +347,7 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
     }
     if rule.get("tactics"):
         props["tactics"] = list(rule["tactics"])
-    # The API's `techniques` takes parent technique ids only; sub-techniques (T1078.004) are
-    # folded into their parent rather than rejected.
-    techniques: list[str] = []
-    for technique in rule.get("relevantTechniques") or []:
-        parent = str(technique).split(".", 1)[0]
-        if parent not in techniques:
-            techniques.append(parent)
+    techniques = _parent_techniques(rule.get("relevantTechniques") or [])
     if techniques:
         props["techniques"] = techniques
     for key in ("entityMappings", "customDetails", "alertDetailsOverride", "eventGroupingSettings"):
@@ -361,18 +355,34 @@ def _rule_properties(rule: Mapping[str, Any], source: str) -> Json:
             props[key] = rule[key]
     incident = rule.get("incidentConfiguration")
     if incident:
-        incident = json.loads(json.dumps(incident))
-        grouping = incident.get("groupingConfiguration")
-        if grouping and "lookbackDuration" in grouping:
-            grouping["lookbackDuration"] = iso_duration(
-                grouping["lookbackDuration"], field="lookbackDuration", source=source
-            )
-        if grouping:
-            # Upstream YAML writes `groupByAlertDetails: []` for "none"; the API omits them instead.
-            for key in [k for k, value in grouping.items() if value == []]:
-                del grouping[key]
-        props["incidentConfiguration"] = incident
+        props["incidentConfiguration"] = _incident_configuration(incident, source)
     return props
+
+
+def _parent_techniques(techniques: Iterable[object]) -> list[str]:
+    """The API's `techniques` takes parent technique ids only; sub-techniques (T1078.004) are
+    folded into their parent rather than rejected. First-seen order, no repeats."""
+    parents: list[str] = []
+    for technique in techniques:
+        parent = str(technique).split(".", 1)[0]
+        if parent not in parents:
+            parents.append(parent)
+    return parents
+
+
+def _incident_configuration(incident: Json, source: str) -> Json:
+    """A copy of the YAML's incidentConfiguration in the API's form."""
+    incident = json.loads(json.dumps(incident))
+    grouping = incident.get("groupingConfiguration")
+    if grouping and "lookbackDuration" in grouping:
+        grouping["lookbackDuration"] = iso_duration(
+            grouping["lookbackDuration"], field="lookbackDuration", source=source
+        )
+    if grouping:
+        # Upstream YAML writes `groupByAlertDetails: []` for "none"; the API omits them instead.
+        for key in [k for k, value in grouping.items() if value == []]:
+            del grouping[key]
+    return incident
 
 
 def load_rules(rules_dir: Path = RULES_DIR) -> list[tuple[str, Json]]:

@@ -20,15 +20,22 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 
 from . import doctor, health
+from .adapters.emulator import emulator_not_running
+from .adapters.table_store import TableStore
 from .clock import SystemClock
 from .composition import build_store, quiet_third_party_loggers, run_from_environment
-from .cursor import Checkpoint
-from .emulator import emulator_not_running
-from .errors import CheckpointUnavailable, ConfigurationError, ConnectorError, SettingsFileError
+from .errors import (
+    CheckpointDamaged,
+    CheckpointUnavailable,
+    ConfigurationError,
+    ConnectorError,
+    SettingsFileError,
+)
 from .pipeline import RunFailed
 from .report import checkpoint_summary
 from .settings import load_settings, load_store_settings
@@ -99,7 +106,7 @@ def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sys.stdout.flush()
     if all(c.passed for c in checks):
         return EXIT_OK
-    settings_check = next(c for c in checks if c.name == "settings")
+    settings_check = next(c for c in checks if c.name is doctor.CheckName.SETTINGS)
     return EXIT_CONFIG if not settings_check.passed else EXIT_FAILED
 
 
@@ -119,23 +126,20 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigurationError as error:
         run_problems = error.problems
     now = SystemClock().now()
-    store = build_store(settings, environ)
     try:
-        record = health.HealthRecord.from_fields(store.read_health())
-        stored = store.load()
-        # Only counted, never shown: a dead letter holds the event itself.
-        dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+        store = build_store(settings, environ)
+        try:
+            record = health.HealthRecord.from_fields(store.read_health())
+            summary = _checkpoint_state(store)
+            # Only counted, never shown: a dead letter holds the event itself.
+            dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+        finally:
+            store.close()
     except ConnectorError as error:
         if isinstance(error, CheckpointUnavailable):
             error = emulator_not_running(settings.storage) or error
         out.error("could not read the health record: %s", error.describe())
         return EXIT_FAILED
-    summary = None
-    if stored is not None:
-        try:
-            summary = checkpoint_summary(Checkpoint.from_fields(stored.fields))
-        except (KeyError, TypeError, ValueError):
-            summary = {"unreadable": True}
     dead_text = f"{dead_letters}+" if dead_letters >= DEAD_LETTER_COUNT_LIMIT else str(dead_letters)
     if args.json:
         _print(
@@ -149,7 +153,9 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     else:
         lines = health.render(record, now=now, instance=settings.instance)
-        if summary is not None:
+        if summary is not None and "damaged" in summary:
+            lines.append(f"checkpoint: {summary['damaged']}")
+        elif summary is not None:
             progress = summary.get("window_in_progress")
             lines.append(
                 f"checkpoint: windows done to {summary.get('done_to') or '-'}"
@@ -169,6 +175,16 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK if record is not None and record.healthy else EXIT_FAILED
 
 
+def _checkpoint_state(store: TableStore) -> dict[str, Any] | None:
+    """Where the runs stand, for `status`; a damaged row is named (row and property) with what to
+    do, beside the health record, rather than hidden behind it."""
+    try:
+        stored = store.load()
+    except CheckpointDamaged as damage:
+        return {"damaged": damage.describe()}
+    return checkpoint_summary(stored.checkpoint) if stored is not None else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nordpass_connector")
     parser.add_argument(
@@ -176,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=LOG_LEVELS,
         help="stderr log level (default INFO for run; ERROR for doctor and status, whose stdout already "
-        "says what failed). The Azure SDK and HTTP libraries follow it too, but never log below WARNING",
+        "says what failed). The Azure SDK and HTTP libraries log only errors unless this is given; then "
+        "they follow it, but never log below WARNING",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the connector (the timer's code path)")
@@ -200,7 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    previous = quiet_third_party_loggers(logging.getLevelName(level))
+    # Unless asked for (--log-level), the SDKs' own warnings stay out: every failure they would
+    # describe ends in one line of ours that names its cause and fix, and the azure-identity report
+    # of a failed credential chain alone is 13 lines.
+    sdk_level = logging.getLevelName(args.log_level) if args.log_level else logging.ERROR
+    previous = quiet_third_party_loggers(sdk_level)
     try:
         try:
             values = read_values(args.settings) if args.settings else {}

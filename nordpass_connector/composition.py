@@ -1,7 +1,8 @@
 """The composition root: the only place that turns settings into real clients and adapters.
 
 `run_timer_tick` (the Functions timer) and `python -m nordpass_connector run --once` both go through
-`run_from_environment`, so the command line exercises exactly the timer's code path.
+`run_from_environment`, so the command line exercises exactly the timer's code path. `doctor` and
+`status` get their clients here too (`doctor_context`, `build_store`).
 """
 
 from __future__ import annotations
@@ -11,29 +12,34 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import orjson
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.monitor.ingestion import LogsIngestionClient
 
 from . import __version__
-from .checkpoint import TableCheckpointStore, build_table_client
+from .adapters.emulator import emulator_address
+from .adapters.ingestion import IngestionHealthReporter, IngestionSink, build_logs_client
+from .adapters.nordpass import NordPassClient
+from .adapters.requests_session import EnvironmentOnceSession
+from .adapters.server_dates import DateRecordingHooks, DateRecordingTransport, ServerDates
+from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
-from .cursor import WindowPolicy
 from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
-from .nordpass import NordPassClient
-from .pipeline import Connector, RunFailed, RunOptions, run_once
-from .ports import HealthReporter
+from .options import Pool, RunOptions
+from .pipeline import Connector, RunFailed, run_once
+from .ports import HealthReporter, HealthStore
 from .reader import ConcurrencyLimit, WindowReader
 from .report import RunReport
-from .requests_session import EnvironmentOnceSession
 from .retry import Deadline, Retrier, RetryLog, RetryPolicy
 from .settings import Settings, StoreSettings, load_settings
-from .sink import IngestionHealthReporter, IngestionSink, build_logs_client
+from .windows import WindowPolicy
 
 log = logging.getLogger("nordpass_connector")
 
@@ -116,15 +122,24 @@ def build_credential(
     )
 
 
+def describe_identity(settings: Settings, environ: Mapping[str, str]) -> str:
+    """Which identity `build_credential` asks for a token, in words (for doctor)."""
+    if not running_with_managed_identity(environ):
+        return "DefaultAzureCredential (no IDENTITY_ENDPOINT: not running on Azure)"
+    if settings.azure_client_id:
+        return "user-assigned managed identity " + settings.azure_client_id
+    return "system-assigned managed identity"
+
+
 def build_store(
     settings: Settings | StoreSettings, environ: Mapping[str, str], **table_options: Any
-) -> TableCheckpointStore:
+) -> TableStore:
     """The checkpoint store (checkpoint, dead letters, health record) as the run uses it; `status`
     and `doctor` build theirs here too so they look exactly where the runs write."""
     table_credential = None
     if settings.storage.connection_string is None:
         table_credential = build_credential(settings, environ, client_id=settings.storage.client_id)
-    return TableCheckpointStore(
+    return TableStore(
         build_table_client(
             table_name=settings.checkpoint_table,
             connection_string=(
@@ -137,7 +152,87 @@ def build_store(
             **table_options,
         ),
         instance=settings.instance,
+        emulator=emulator_address(settings.storage),
+        credential=table_credential,
     )
+
+
+# doctor answers in seconds: a few quick attempts at NordPass, none at all for Azure calls.
+DOCTOR_NORDPASS_POLICY = RetryPolicy(base_delay=0.5, max_delay=2.0, max_attempts=3)
+DOCTOR_TABLE_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class DoctorContext:
+    """What doctor's checks run over: the settings and the real clients, built from them."""
+
+    settings: Settings
+    clock: Clock
+    timeout: float  # per request
+    identity: str  # `describe_identity`
+    credential: TokenCredential
+    nordpass: NordPassClient  # pages of one event, answers' Date headers recorded
+    logs_client: LogsIngestionClient  # answers' Date headers recorded
+    store: TableStore | ConnectorError  # or why it could not be built (a malformed connection string)
+    dates: ServerDates  # filled by the NordPass and Logs Ingestion answers
+
+
+@contextmanager
+def doctor_context(
+    settings: Settings, environ: Mapping[str, str], *, clock: Clock, timeout: float
+) -> Iterator[DoctorContext]:
+    """doctor's clients, built as the run's are but bounded for a check: every call within
+    `timeout`, no SDK retries, one attempt at the table. Nothing is contacted here; all of them
+    are closed afterwards."""
+    dates = ServerDates(clock)
+    with ExitStack() as stack:
+        credential = build_credential(settings, environ)
+        close_credential = getattr(credential, "close", None)
+        if callable(close_credential):
+            stack.callback(close_credential)
+        nordpass = NordPassClient(
+            endpoint_url=settings.nordpass_endpoint_url,
+            token=settings.nordpass_token.get_secret_value(),
+            per_page=1,
+            retrier=Retrier(DOCTOR_NORDPASS_POLICY, clock, RetryLog()),
+            clock=clock,
+            transport=DateRecordingTransport(httpx.HTTPTransport(retries=0), dates, "NordPass"),
+            timeout=httpx.Timeout(timeout),
+        )
+        stack.callback(nordpass.close)
+        hooks = DateRecordingHooks(dates, "Logs Ingestion API")
+        logs_client = build_logs_client(
+            settings.data_collection_endpoint,
+            credential,
+            connection_timeout=timeout,
+            read_timeout=timeout,
+            raw_request_hook=hooks.on_request,
+            raw_response_hook=hooks.on_response,
+        )
+        stack.callback(logs_client.close)
+        store: TableStore | ConnectorError
+        try:
+            store = build_store(
+                settings,
+                environ,
+                retry_total=0,
+                connection_timeout=min(DOCTOR_TABLE_CONNECT_TIMEOUT, timeout),
+                read_timeout=timeout,
+            )
+            stack.callback(store.close)
+        except ConnectorError as error:
+            store = error
+        yield DoctorContext(
+            settings=settings,
+            clock=clock,
+            timeout=timeout,
+            identity=describe_identity(settings, environ),
+            credential=credential,
+            nordpass=nordpass,
+            logs_client=logs_client,
+            store=store,
+            dates=dates,
+        )
 
 
 YOUNG_GENERATION_OBJECTS = 50_000
@@ -173,21 +268,28 @@ def build_connector(
     *,
     clock: Clock | None = None,
     retry_policy: RetryPolicy | None = None,
+    health_store: HealthStore | None = None,
 ) -> Iterator[Connector]:
+    """Every real object one run needs, from the settings. `health_store` replaces the table's
+    health record (tests: `tests.doubles.MemoryHealthStore`)."""
     clock = clock or SystemClock()
     retry_log = RetryLog()
     retrier = Retrier(retry_policy or RetryPolicy(), clock, retry_log)
+    options = options_from(settings)
+    pools = options.pools
     with ExitStack() as stack:
         stack.enter_context(relaxed_gc())
         credential = build_credential(settings, environ)
+        close_credential = getattr(credential, "close", None)
+        if callable(close_credential):
+            stack.callback(close_credential)
         source = NordPassClient(
             endpoint_url=settings.nordpass_endpoint_url,
             token=settings.nordpass_token.get_secret_value(),
             per_page=settings.page_size,
             retrier=retrier,
             clock=clock,
-            # Pages of the window reader's pool plus the first page of each window being read ahead.
-            max_connections=settings.fetch_concurrency + settings.windows_ahead + 1,
+            max_connections=pools.nordpass_requests,
         )
         stack.callback(source.close)
         # Uploads share one session, as the SDK's own would be shared; it reads the proxy and CA
@@ -202,27 +304,26 @@ def build_connector(
             stream_name=settings.dcr_stream_name,
             retrier=retrier,
         )
-        health = None
+        health_reporter = None
         if settings.dcr_health_stream_name is not None:
-            health = IngestionHealthReporter(
+            health_reporter = IngestionHealthReporter(
                 logs_client,
                 rule_id=settings.dcr_immutable_id,
                 stream_name=settings.dcr_health_stream_name,
                 clock=clock,
             )
         store = build_store(settings, environ)
-        pages = stack.enter_context(ThreadPoolExecutor(settings.fetch_concurrency, "nordpass-page"))
-        # One more reader than windows ahead: a narrowed window's remainder is read at once.
-        prefetcher = stack.enter_context(ThreadPoolExecutor(settings.windows_ahead + 1, "nordpass-window"))
-        uploader = stack.enter_context(ThreadPoolExecutor(settings.upload_concurrency, "ingestion-upload"))
+        stack.callback(store.close)  # after the pools below have stopped (callbacks run last first)
+        pages = stack.enter_context(Pool(pools.page_fetchers, "nordpass-page"))
+        prefetcher = stack.enter_context(Pool(pools.window_readers, "nordpass-window"))
+        uploader = stack.enter_context(Pool(pools.uploaders, "ingestion-upload"))
         reader = WindowReader(
             source=source,
             executor=pages,
             clock=clock,
             per_page=settings.page_size,
             max_window_events=settings.max_window_events,
-            # Every thread that can send a request: the page pool and each window reader's first page.
-            limit=ConcurrencyLimit(settings.fetch_concurrency + settings.windows_ahead + 1),
+            limit=ConcurrencyLimit(pools.nordpass_requests),
             retry_log=retry_log,
         )
         yield Connector(
@@ -231,10 +332,11 @@ def build_connector(
             store=store,
             clock=clock,
             retry_log=retry_log,
-            options=options_from(settings),
+            options=options,
             prefetcher=prefetcher,
             uploader=uploader,
-            health=health,
+            health_reporter=health_reporter,
+            health_store=health_store or store,
         )
 
 
@@ -249,6 +351,7 @@ def options_from(settings: Settings) -> RunOptions:
         max_window_events=settings.max_window_events,
         uploads_in_flight=settings.upload_concurrency,
         windows_ahead=settings.windows_ahead,
+        fetch_concurrency=settings.fetch_concurrency,
     )
 
 
@@ -306,7 +409,7 @@ def _record_health(
     """
     now = connector.clock.now()
     record = _write_health_record(connector, report, crash, now=now) if write_record else None
-    if connector.health is None:
+    if connector.health_reporter is None:
         return
     row = health_row(
         now=now,
@@ -316,16 +419,16 @@ def _record_health(
         record=record,
         crash_class=type(crash).__name__ if crash is not None else None,
     )
-    _send_health_row(connector.health, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
+    _send_health_row(connector.health_reporter, row, wait=min(HEALTH_ROW_WAIT, bound.remaining()))
 
 
 def _write_health_record(
     connector: Connector, report: RunReport | None, crash: Exception | None, *, now: float
 ) -> HealthRecord | None:
     """The record after this run, as written; None when it could not be read or written."""
-    store = connector.store
-    if not isinstance(store, TableCheckpointStore):
-        return None  # a test double without a health row
+    store = connector.health_store
+    if store is None:
+        return None
     try:
         # A failed read skips the write too: a record rebuilt from nothing would wipe the last
         # success time and the failure count, which matter more than one run's outcome.

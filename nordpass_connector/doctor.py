@@ -4,6 +4,10 @@ Each check talks to the real service the connector uses, through the connector's
 ends in PASS, FAIL (with the fix) or SKIP (it depends on a check that failed). The order follows
 the path of an event: settings -> NordPass -> managed identity -> DCR -> checkpoint table -> clock.
 
+The checks are small functions over a `DoctorContext` (settings and clients, built by the
+composition root), declared in `CHECKS` with what each needs; `run_checks` runs them in order. The
+adapters turn every failure into one of the connector's errors, and here they are only rendered.
+
 Nothing printed here may contain a secret: messages are built from our own errors' `message` and
 `action` (secret-free by contract), class names, status codes and service error codes, never from
 third-party exception text, headers or bodies.
@@ -13,22 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
 
-import httpx
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
-from azure.core.pipeline import PipelineResponse
-from azure.data.tables import TableClient, UpdateMode
-
-from .checkpoint import build_table_client, describe_table_error, safe_row_key
+from .adapters import table_store
+from .adapters.ingestion import check_streams, check_token
 from .clock import Clock, SystemClock
-from .composition import build_credential, quiet_third_party_loggers, running_with_managed_identity
-from .emulator import emulator_not_running
+from .composition import DoctorContext, doctor_context, quiet_third_party_loggers
 from .errors import (
     ConfigurationError,
     ConnectorError,
@@ -39,18 +36,35 @@ from .errors import (
     SourceUnavailable,
     SourceUnreachable,
 )
-from .nordpass import NordPassClient
+from .isotime import iso_utc
 from .ports import Window
-from .retry import Deadline, Retrier, RetryLog, RetryPolicy
-from .settings import KNOWN_NORDPASS_HOSTS, Settings, load_settings
-from .sink import build_logs_client, check_upload
+from .retry import Deadline
+from .settings import KNOWN_NORDPASS_HOSTS, load_settings
 
 log = logging.getLogger(__name__)
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
-MONITOR_SCOPE = "https://monitor.azure.com/.default"
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+PASS, FAIL, SKIP = Verdict.PASS, Verdict.FAIL, Verdict.SKIP
+
+
+class CheckName(StrEnum):
+    """Every check, by the name it prints under."""
+
+    SETTINGS = "settings"
+    NORDPASS = "nordpass"
+    IDENTITY = "identity"
+    DCR = "dcr"
+    TABLE = "checkpoint table"
+    CLOCK = "clock"
+
+
 MAX_CLOCK_SKEW_SECONDS = 60.0
-PROBE_PARTITION = "doctor"
 
 # The wording people act on. Where an error class already carries the fix, that text is used
 # instead, so the runbook, the run report and doctor say the same thing.
@@ -60,18 +74,9 @@ FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "
     "(DNS, firewall, private link)"
 )
-FIX_TABLE_UNREACHABLE = (
-    "check AzureWebJobsStorage (or AzureWebJobsStorage__accountName / __tableServiceUri) points at a "
-    "reachable storage account"
-)
-FIX_TABLE_FORBIDDEN = (
-    "grant the function's identity 'Storage Table Data Contributor' on the storage account "
-    "(role assignments can take a few minutes to apply)"
-)
-FIX_TABLE_CREDENTIAL = (
-    "the storage credential was refused: check the connection string's account key, or use "
-    "identity-based storage (AzureWebJobsStorage__accountName) with 'Storage Table Data Contributor'"
-)
+FIX_TABLE_UNREACHABLE = table_store.UNREACHABLE_ACTION
+FIX_TABLE_FORBIDDEN = table_store.FORBIDDEN_ACTION
+FIX_TABLE_CREDENTIAL = table_store.CREDENTIAL_REFUSED_ACTION
 FIX_CLOCK = (
     "synchronise this machine's clock (NTP; `timedatectl set-ntp true` on Linux). Windows are "
     "planned from local time: a clock that is ahead reads windows before NordPass has their events"
@@ -80,353 +85,216 @@ FIX_CLOCK = (
 
 @dataclass(frozen=True)
 class Check:
-    name: str
-    verdict: str
+    name: CheckName
+    verdict: Verdict
     detail: str
     fix: str | None = None
     lines: tuple[str, ...] = ()  # extra detail lines, e.g. one per settings problem
 
     @property
     def passed(self) -> bool:
-        return self.verdict == PASS
+        return self.verdict is Verdict.PASS
 
 
-@dataclass
-class _ServerDate:
-    """A `Date` response header with the local times around the exchange."""
-
-    source: str
-    server: float
-    sent: float
-    received: float
-
-    @property
-    def skew(self) -> float:
-        """Local minus server time; the exchange's midpoint absorbs the round trip."""
-        return (self.sent + self.received) / 2 - self.server
+# -- the runner ------------------------------------------------------------------------------------
+C = TypeVar("C")
 
 
-@dataclass
-class _Dates:
-    clock: Clock
-    seen: list[_ServerDate] = field(default_factory=list)
+@dataclass(frozen=True)
+class Step(Generic[C]):
+    """One row of a check table: run `check` once every check in `needs` has passed."""
 
-    def add(self, source: str, header: str | None, sent: float, received: float) -> None:
-        if not header:
-            return
-        try:
-            server = parsedate_to_datetime(header).timestamp()
-        except (TypeError, ValueError):
-            return
-        # Keep one per source: the first answer is enough to judge the clock.
-        if all(d.source != source for d in self.seen):
-            self.seen.append(_ServerDate(source, server, sent, received))
+    name: CheckName
+    needs: tuple[CheckName, ...]
+    check: Callable[[C], Check]
 
 
-class _DateRecordingTransport(httpx.BaseTransport):
-    """Wraps the NordPass client's transport to note each response's `Date` header, so the clock
-    check needs no request of its own."""
+def run_checks(steps: Sequence[Step[C]], ctx: C | None, *, decided: Sequence[Check] = ()) -> list[Check]:
+    """Run `steps` in order over `ctx`; a step whose need did not pass is SKIPped, naming that need.
 
-    def __init__(self, inner: httpx.BaseTransport, dates: _Dates) -> None:
-        self._inner = inner
-        self._dates = dates
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        sent = self._dates.clock.now()
-        response = self._inner.handle_request(request)
-        self._dates.add("NordPass", response.headers.get("date"), sent, self._dates.clock.now())
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
+    `decided`: outcomes known before any context exists (doctor's settings: without valid settings
+    there is none, `ctx` is None, and every step needing them is skipped). A step that would run
+    without a context, or that needs a step not before it, is a mistake in the table: ValueError.
+    """
+    done = {check.name: check for check in decided}
+    results: list[Check] = []
+    for step in steps:
+        result = done.get(step.name) or _run_step(step, ctx, done)
+        done[step.name] = result
+        results.append(result)
+    return results
 
 
-@dataclass
-class Doctor:
-    environ: Mapping[str, str]
-    clock: Clock = field(default_factory=SystemClock)
-    timeout: float = 10.0
-    nordpass_attempts: int = 3
-    checks: list[Check] = field(default_factory=list)
-    _settings: Settings | None = None
-    _credential: TokenCredential | None = None
-    _dates: _Dates | None = None
+def _run_step(step: Step[C], ctx: C | None, done: Mapping[CheckName, Check]) -> Check:
+    unknown = [need for need in step.needs if need not in done]
+    if unknown:
+        raise ValueError(f"the {step.name} check needs {', '.join(unknown)}, which does not run before it")
+    failed = next((need for need in step.needs if not done[need].passed), None)
+    if failed is not None:
+        return Check(step.name, SKIP, f"skipped: the {failed} check did not pass")
+    if ctx is None:
+        raise ValueError(f"the {step.name} check has no context to run in")
+    started = time.monotonic()
+    result = step.check(ctx)
+    log.debug("doctor: %s took %.2f s", step.name, time.monotonic() - started)
+    return result
 
-    def run(self) -> list[Check]:
-        quiet_third_party_loggers()
-        self._dates = _Dates(self.clock)
-        self.checks = []
-        self._step("settings", None, self._check_settings)
-        self._step("nordpass", "settings", self._check_nordpass)
-        self._step("identity", "settings", self._check_identity)
-        self._step("dcr", "identity", self._check_dcr)
-        self._step("checkpoint table", "settings", self._check_table)
-        # Without valid settings neither service was contacted, so there is no Date header to judge.
-        self._step("clock", "settings", self._check_clock)
-        close = getattr(self._credential, "close", None)
-        if callable(close):
-            close()
-        return self.checks
 
-    def _step(self, name: str, needs: str | None, check: Callable[[], Check]) -> None:
-        if needs is not None:
-            earlier = next(c for c in self.checks if c.name == needs)
-            if not earlier.passed:
-                self.checks.append(Check(name, SKIP, f"skipped: the {needs} check did not pass"))
-                return
-        started = time.monotonic()
-        result = check()
-        log.debug("doctor: %s took %.2f s", name, time.monotonic() - started)
-        self.checks.append(result)
+# -- the checks ------------------------------------------------------------------------------------
+def settings_failed(error: ConfigurationError) -> Check:
+    count = len(error.problems)
+    return Check(
+        CheckName.SETTINGS,
+        FAIL,
+        f"{count} problem{'s' if count != 1 else ''} in the settings",
+        fix=error.action,
+        lines=tuple(error.problems),
+    )
 
-    @property
-    def settings(self) -> Settings:
-        assert self._settings is not None  # every caller runs after the settings check passed
-        return self._settings
 
-    # -- settings ----------------------------------------------------------------------------
-    def _check_settings(self) -> Check:
-        try:
-            settings = load_settings(self.environ)
-        except ConfigurationError as error:
-            count = len(error.problems)
-            return Check(
-                "settings",
-                FAIL,
-                f"{count} problem{'s' if count != 1 else ''} in the settings",
-                fix=error.action,
-                lines=tuple(error.problems),
-            )
-        self._settings = settings
-        storage = (
-            "connection string"
-            if settings.storage.connection_string is not None
-            else f"identity-based ({settings.storage.table_service_uri})"
+def check_settings(ctx: DoctorContext) -> Check:
+    """The settings loaded (a context exists only then): what they point at."""
+    s = ctx.settings
+    storage = (
+        "connection string"
+        if s.storage.connection_string is not None
+        else f"identity-based ({s.storage.table_service_uri})"
+    )
+    note = (
+        f"; note: {s.nordpass_host} is not a known NordPass data center"
+        if s.nordpass_host not in KNOWN_NORDPASS_HOSTS
+        else ""
+    )
+    return Check(
+        CheckName.SETTINGS,
+        PASS,
+        f"NordPass {s.nordpass_host}, DCR {s.dcr_immutable_id} stream {s.dcr_stream_name}, table "
+        f"{s.checkpoint_table} ({storage}), instance {s.instance}{note}",
+    )
+
+
+def check_nordpass(ctx: DoctorContext) -> Check:
+    """One query: a settled minute (the connector never reads the newest seconds either), page 1,
+    one event at most."""
+    s = ctx.settings
+    now = int(ctx.clock.now())
+    window = Window(now - s.safety_delay_seconds - 60, now - s.safety_delay_seconds)
+    started = ctx.clock.monotonic()
+    try:
+        page = ctx.nordpass.fetch_page(window, 1, deadline=Deadline.after(ctx.clock, 3 * ctx.timeout))
+    except SourceAuthError as error:
+        return Check(CheckName.NORDPASS, FAIL, error.message, fix=SourceAuthError.action)
+    except SourceUnavailable as error:
+        return Check(CheckName.NORDPASS, FAIL, error.message, fix=FIX_NORDPASS_UNREACHABLE)
+    except ConnectorError as error:
+        return Check(CheckName.NORDPASS, FAIL, error.message, fix=error.action)
+    total = f", {page.total} event(s) in it" if page.total is not None else ""
+    return Check(
+        CheckName.NORDPASS,
+        PASS,
+        f"{s.nordpass_host} accepted the token and answered a 1-minute query{total} "
+        f"({ctx.clock.monotonic() - started:.2f} s)",
+    )
+
+
+def check_identity(ctx: DoctorContext) -> Check:
+    try:
+        expires_on = check_token(ctx.credential, identity=ctx.identity)
+    except SinkTokenUnavailable as error:
+        return Check(CheckName.IDENTITY, FAIL, error.message, fix=error.action)
+    return Check(
+        CheckName.IDENTITY,
+        PASS,
+        f"{ctx.identity} got a token for https://monitor.azure.com (valid until {iso_utc(expires_on)[11:]})",
+    )
+
+
+def check_dcr(ctx: DoctorContext) -> Check:
+    """An empty upload to the events stream and to the health stream: nothing is ingested."""
+    s = ctx.settings
+    try:
+        checked = check_streams(
+            ctx.logs_client,
+            rule_id=s.dcr_immutable_id,
+            stream_name=s.dcr_stream_name,
+            health_stream_name=s.dcr_health_stream_name,
+            timeout=ctx.timeout,
         )
-        notes = []
-        if settings.nordpass_host not in KNOWN_NORDPASS_HOSTS:
-            notes.append(f"; note: {settings.nordpass_host} is not a known NordPass data center")
+    except (SinkAuthError, SinkConfigError) as error:
+        return Check(CheckName.DCR, FAIL, error.message, fix=error.action)
+    except ConnectorError as error:
+        return Check(CheckName.DCR, FAIL, error.message, fix=FIX_DCR_UNREACHABLE)
+    health = (
+        f"; so did health stream {s.dcr_health_stream_name} (client_request_id={checked.health_request_id})"
+        if checked.health_request_id is not None
+        else "; no health stream (DCR_HEALTH_STREAM_NAME=none)"
+    )
+    return Check(
+        CheckName.DCR,
+        PASS,
+        f"stream {s.dcr_stream_name} of {s.dcr_immutable_id} accepted an empty upload "
+        f"(client_request_id={checked.request_id}){health}",
+    )
+
+
+def check_table(ctx: DoctorContext) -> Check:
+    """Write, read back and delete a probe row (`TableStore.probe`); never the checkpoint."""
+    store = ctx.store
+    if isinstance(store, ConnectorError):  # it could not even be built
+        return Check(CheckName.TABLE, FAIL, store.message, fix=store.action)
+    try:
+        probed = store.probe()
+    except ConnectorError as error:
+        return Check(CheckName.TABLE, FAIL, error.message, fix=error.action)
+    created = " (created the table)" if probed.created_table else ""
+    return Check(CheckName.TABLE, PASS, f"table {probed.table} is writable and readable{created}")
+
+
+def check_clock(ctx: DoctorContext) -> Check:
+    """Local time against the `Date` headers the NordPass and Logs Ingestion answers carried."""
+    seen = ctx.dates.seen
+    if not seen:
         return Check(
-            "settings",
-            PASS,
-            f"NordPass {settings.nordpass_host}, DCR {settings.dcr_immutable_id} stream "
-            f"{settings.dcr_stream_name}, table {settings.checkpoint_table} ({storage}), instance "
-            f"{settings.instance}" + "".join(notes),
+            CheckName.CLOCK,
+            SKIP,
+            "skipped: neither NordPass nor the Logs Ingestion API answered with a Date header",
         )
-
-    # -- NordPass ----------------------------------------------------------------------------
-    def _check_nordpass(self) -> Check:
-        s = self.settings
-        assert self._dates is not None
-        retrier = Retrier(
-            RetryPolicy(base_delay=0.5, max_delay=2.0, max_attempts=self.nordpass_attempts),
-            self.clock,
-            RetryLog(),
-        )
-        transport = _DateRecordingTransport(httpx.HTTPTransport(retries=0), self._dates)
-        now = int(self.clock.now())
-        # A settled minute (the connector never reads the newest 60 s either), one event at most.
-        window = Window(now - s.safety_delay_seconds - 60, now - s.safety_delay_seconds)
-        started = time.monotonic()
-        try:
-            with NordPassClient(
-                endpoint_url=s.nordpass_endpoint_url,
-                token=s.nordpass_token.get_secret_value(),
-                per_page=1,
-                retrier=retrier,
-                clock=self.clock,
-                transport=transport,
-                timeout=httpx.Timeout(self.timeout),
-            ) as client:
-                page = client.fetch_page(window, 1, deadline=Deadline.after(self.clock, 3 * self.timeout))
-        except SourceAuthError as error:
-            return Check("nordpass", FAIL, error.message, fix=SourceAuthError.action)
-        except SourceUnavailable as error:
-            return Check("nordpass", FAIL, error.message, fix=FIX_NORDPASS_UNREACHABLE)
-        except ConnectorError as error:
-            return Check("nordpass", FAIL, error.message, fix=error.action)
-        total = f", {page.total} event(s) in it" if page.total is not None else ""
+    worst = max(seen, key=lambda d: abs(d.skew))
+    if abs(worst.skew) > MAX_CLOCK_SKEW_SECONDS:
+        direction = "ahead of" if worst.skew > 0 else "behind"
         return Check(
-            "nordpass",
-            PASS,
-            f"{s.nordpass_host} accepted the token and answered a 1-minute query{total} "
-            f"({time.monotonic() - started:.2f} s)",
+            CheckName.CLOCK,
+            FAIL,
+            f"local time is {abs(worst.skew):.0f} s {direction} {worst.source}'s clock "
+            f"(more than {MAX_CLOCK_SKEW_SECONDS:.0f} s)",
+            fix=FIX_CLOCK,
         )
-
-    # -- managed identity ---------------------------------------------------------------------
-    def _check_identity(self) -> Check:
-        s = self.settings
-        managed = running_with_managed_identity(self.environ)
-        who = (
-            ("user-assigned managed identity " + s.azure_client_id)
-            if managed and s.azure_client_id
-            else "system-assigned managed identity"
-            if managed
-            else "DefaultAzureCredential (no IDENTITY_ENDPOINT: not running on Azure)"
-        )
-        try:
-            credential = build_credential(s, self.environ)
-            token = credential.get_token(MONITOR_SCOPE)
-        except ClientAuthenticationError as error:
-            status = f", HTTP {error.status_code}" if error.status_code else ""
-            return Check(
-                "identity",
-                FAIL,
-                f"{who} could not get a token for https://monitor.azure.com ({type(error).__name__}{status})",
-                fix=FIX_IDENTITY,
-            )
-        except AzureError as error:
-            return Check(
-                "identity",
-                FAIL,
-                f"{who}: the token endpoint could not be reached ({type(error).__name__})",
-                fix=FIX_IDENTITY,
-            )
-        self._credential = credential
-        valid = time.strftime("%H:%M:%SZ", time.gmtime(token.expires_on))
-        return Check(
-            "identity", PASS, f"{who} got a token for https://monitor.azure.com (valid until {valid})"
-        )
-
-    # -- DCR ----------------------------------------------------------------------------------
-    def _check_dcr(self) -> Check:
-        s = self.settings
-        assert self._credential is not None and self._dates is not None
-        dates = self._dates
-        sent = self.clock.now()
-
-        def note_date(response: PipelineResponse[Any, Any]) -> None:
-            headers = response.http_response.headers
-            dates.add("Logs Ingestion API", headers.get("Date"), sent, self.clock.now())
-
-        # The production client, plus a hook that reads the Date header for the clock check.
-        client = build_logs_client(
-            s.data_collection_endpoint,
-            self._credential,
-            connection_timeout=self.timeout,
-            read_timeout=self.timeout,
-            raw_response_hook=note_date,
-        )
-        try:
-            with client:
-                request_id = check_upload(
-                    client, rule_id=s.dcr_immutable_id, stream_name=s.dcr_stream_name, timeout=self.timeout
-                )
-        except SinkAuthError as error:
-            return Check("dcr", FAIL, error.message, fix=error.action)
-        except SinkConfigError as error:
-            return Check("dcr", FAIL, error.message, fix=SinkConfigError.action)
-        except ConnectorError as error:
-            return Check("dcr", FAIL, error.message, fix=FIX_DCR_UNREACHABLE)
-        return Check(
-            "dcr",
-            PASS,
-            f"stream {s.dcr_stream_name} of {s.dcr_immutable_id} accepted an empty upload "
-            f"(client_request_id={request_id})",
-        )
-
-    # -- checkpoint table ---------------------------------------------------------------------
-    def _check_table(self) -> Check:
-        s = self.settings
-        try:
-            client = self._table_client()
-        except ConfigurationError as error:
-            return Check("checkpoint table", FAIL, error.message, fix=error.action)
-        except ValueError:
-            # The SDK's parse error for a malformed connection string: not quoted, it may hold the key.
-            return Check(
-                "checkpoint table",
-                FAIL,
-                "AzureWebJobsStorage is not a valid connection string",
-                fix=FIX_TABLE_UNREACHABLE,
-            )
-        probe = {
-            "PartitionKey": PROBE_PARTITION,
-            "RowKey": safe_row_key(f"{s.instance}.probe"),
-            "Nonce": uuid.uuid4().hex,
-        }
-        created = False
-        try:
-            with client:
-                try:
-                    client.upsert_entity(probe, mode=UpdateMode.REPLACE)
-                except ResourceNotFoundError:
-                    # No table yet: the first run creates it the same way.
-                    client.create_table()
-                    created = True
-                    client.upsert_entity(probe, mode=UpdateMode.REPLACE)
-                read = client.get_entity(probe["PartitionKey"], probe["RowKey"])
-                client.delete_entity(probe["PartitionKey"], probe["RowKey"])
-        except ClientAuthenticationError as error:
-            # No status: the identity produced no token at all (identity-based storage).
-            fix = _table_auth_fix(s) if error.status_code else FIX_IDENTITY
-            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
-        except AzureError as error:
-            status = getattr(error, "status_code", None)
-            if status is None and (not_running := emulator_not_running(s.storage)) is not None:
-                return Check("checkpoint table", FAIL, not_running.message, fix=not_running.action)
-            fix = _table_auth_fix(s) if status == 403 else FIX_TABLE_UNREACHABLE
-            return Check("checkpoint table", FAIL, describe_table_error("table write", error), fix=fix)
-        if read.get("Nonce") != probe["Nonce"]:
-            return Check(
-                "checkpoint table",
-                FAIL,
-                "a probe entity read back different from what was written",
-                fix="check that no proxy or emulator in between caches table responses",
-            )
-        where = " (created the table)" if created else ""
-        return Check("checkpoint table", PASS, f"table {s.checkpoint_table} is writable and readable{where}")
-
-    def _table_client(self) -> TableClient:
-        s = self.settings
-        credential = None
-        if s.storage.connection_string is None:
-            credential = build_credential(s, self.environ, client_id=s.storage.client_id)
-        return build_table_client(
-            table_name=s.checkpoint_table,
-            connection_string=(
-                s.storage.connection_string.get_secret_value() if s.storage.connection_string else None
-            ),
-            table_service_uri=s.storage.table_service_uri,
-            credential=credential,
-            # One attempt, short timeouts: a doctor should answer in seconds, not retry a dead port.
-            retry_total=0,
-            connection_timeout=min(5.0, self.timeout),
-            read_timeout=self.timeout,
-        )
-
-    # -- clock --------------------------------------------------------------------------------
-    def _check_clock(self) -> Check:
-        assert self._dates is not None
-        seen = self._dates.seen
-        if not seen:
-            return Check(
-                "clock",
-                SKIP,
-                "skipped: neither NordPass nor the Logs Ingestion API answered with a Date header",
-            )
-        worst = max(seen, key=lambda d: abs(d.skew))
-        compared = " and ".join(d.source for d in seen)
-        if abs(worst.skew) > MAX_CLOCK_SKEW_SECONDS:
-            direction = "ahead of" if worst.skew > 0 else "behind"
-            return Check(
-                "clock",
-                FAIL,
-                f"local time is {abs(worst.skew):.0f} s {direction} {worst.source}'s clock "
-                f"(more than {MAX_CLOCK_SKEW_SECONDS:.0f} s)",
-                fix=FIX_CLOCK,
-            )
-        return Check("clock", PASS, f"within {abs(worst.skew):.0f} s of {compared} (Date headers)")
+    compared = " and ".join(d.source for d in seen)
+    return Check(CheckName.CLOCK, PASS, f"within {abs(worst.skew):.0f} s of {compared} (Date headers)")
 
 
-def _table_auth_fix(settings: Settings) -> str:
-    return FIX_TABLE_CREDENTIAL if settings.storage.connection_string is not None else FIX_TABLE_FORBIDDEN
+CHECKS: tuple[Step[DoctorContext], ...] = (
+    Step(CheckName.SETTINGS, (), check_settings),
+    Step(CheckName.NORDPASS, (CheckName.SETTINGS,), check_nordpass),
+    Step(CheckName.IDENTITY, (CheckName.SETTINGS,), check_identity),
+    Step(CheckName.DCR, (CheckName.IDENTITY,), check_dcr),
+    Step(CheckName.TABLE, (CheckName.SETTINGS,), check_table),
+    # Last: it judges the Date headers the NordPass and DCR answers carried. Without valid settings
+    # neither service was contacted, so there is nothing to judge.
+    Step(CheckName.CLOCK, (CheckName.SETTINGS,), check_clock),
+)
 
 
 def run_doctor(
     environ: Mapping[str, str], *, clock: Clock | None = None, timeout: float = 10.0
 ) -> list[Check]:
-    return Doctor(environ, clock=clock or SystemClock(), timeout=timeout).run()
+    quiet_third_party_loggers()
+    try:
+        settings = load_settings(environ)
+    except ConfigurationError as error:
+        return run_checks(CHECKS, None, decided=[settings_failed(error)])
+    with doctor_context(settings, environ, clock=clock or SystemClock(), timeout=timeout) as ctx:
+        return run_checks(CHECKS, ctx)
 
 
 def render(checks: list[Check]) -> list[str]:
@@ -436,10 +304,10 @@ def render(checks: list[Check]) -> list[str]:
         out.append(f"{c.verdict}  {c.name:<{width}}  {c.detail}")
         pad = " " * (len(c.verdict) + 2 + width + 2)
         out.extend(f"{pad}- {line}" for line in c.lines)
-        if c.fix and c.verdict == FAIL:
+        if c.fix and c.verdict is FAIL:
             out.append(f"{pad}fix: {c.fix}")
-    passed = sum(c.verdict == PASS for c in checks)
-    failed = sum(c.verdict == FAIL for c in checks)
-    skipped = sum(c.verdict == SKIP for c in checks)
+    passed = sum(c.verdict is PASS for c in checks)
+    failed = sum(c.verdict is FAIL for c in checks)
+    skipped = sum(c.verdict is SKIP for c in checks)
     out.append(f"doctor: {passed} passed, {failed} failed, {skipped} skipped")
     return out

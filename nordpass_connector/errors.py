@@ -21,6 +21,7 @@ re-raise one of these, so the pipeline decides what to do next from the class al
     └── CheckpointError                 Table Storage
         ├── CheckpointConflict          another run advanced the checkpoint (ETag mismatch): stop now
         │   └── CheckpointBusy          another run holds the checkpoint's lease: not a failure
+        ├── CheckpointTooLarge          the checkpoint no longer fits one table row: a setting to lower
         └── CheckpointUnavailable       read or write failed: never treated as "no checkpoint"
             └── CheckpointDamaged       a stored property cannot be decoded: named, left as it was
 
@@ -40,7 +41,7 @@ class ConnectorError(Exception):
     """Base of every error this package raises on purpose."""
 
     retriable: bool = False
-    action: str = "see the connector's runbook in README.md"
+    action: str = "see Troubleshoot in the connector's README (error class -> what to do)"
 
     def __init__(self, message: str, *, action: str | None = None) -> None:
         super().__init__(message)
@@ -194,6 +195,13 @@ class CheckpointBusy(CheckpointConflict):
         "nothing to do: another run holds the checkpoint; a killed run's lease expires by itself. "
         "If it happens every minute, two apps share one checkpoint table"
     )
+
+
+class CheckpointTooLarge(CheckpointError):
+    """The checkpoint cannot be stored in one table entity (a ledger that outgrew its row, or any
+    property over Table Storage's limits). Nothing was written: the last commit stands."""
+
+    action = "lower NORDPASS_MAX_WINDOW_EVENTS or NORDPASS_LOOKBACK_SECONDS so the checkpoint fits one row"
 
 
 class CheckpointUnavailable(CheckpointError):

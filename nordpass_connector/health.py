@@ -12,13 +12,12 @@ text, which by contract carries no secret and no event content.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime
 from typing import Any
 
 from .errors import CheckpointDamaged
+from .isotime import iso_utc, parse_iso
 from .report import RunReport
 
 HEALTH_VERSION = 1
@@ -30,19 +29,6 @@ OK, FAILED, CONFLICT, CRASHED, BUSY = "ok", "failed", "conflict", "crashed", "bu
 # What a crash (an exception of no known class) reports: an arbitrary exception's text may quote
 # anything it touched, so never its message.
 CRASH_MESSAGE = "unexpected error; the traceback is in the Functions host log"
-
-
-def iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
-
-
-def parse_iso(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -178,7 +164,7 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
         return replace(
             prev,
             consecutive_busy=prev.consecutive_busy + 1,
-            last_busy_at=iso(now),
+            last_busy_at=iso_utc(int(now)),
             last_busy_reason=_error_text(report.error),
         )
     outcome = report.outcome if report.outcome in (OK, FAILED, CONFLICT) else FAILED
@@ -187,7 +173,7 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
     record = replace(
         prev,
         last_run_id=report.run_id,
-        last_run_at=iso(now),
+        last_run_at=iso_utc(int(now)),
         last_outcome=outcome,
         events_delivered_last_run=report.sent,
         events_set_aside_last_run=report.set_aside,
@@ -202,12 +188,12 @@ def merge_report(previous: HealthRecord | None, report: RunReport, *, now: float
     )
     if outcome == OK:
         record = _with_held(record, report.held_windows)
-        return replace(record, last_success_at=iso(now), consecutive_failures=0)
+        return replace(record, last_success_at=iso_utc(int(now)), consecutive_failures=0)
     record = replace(
         record,
         last_error_class=report.error_class or "ConnectorError",
         last_error=_error_text(report.error),
-        last_error_at=iso(now),
+        last_error_at=iso_utc(int(now)),
     )
     if outcome == FAILED:
         return replace(record, consecutive_failures=prev.consecutive_failures + 1)
@@ -236,11 +222,11 @@ def merge_crash(
     return replace(
         prev,
         last_run_id=run_id or prev.last_run_id,
-        last_run_at=iso(now),
+        last_run_at=iso_utc(int(now)),
         last_outcome=CRASHED,
         last_error_class=error_class,
         last_error=CRASH_MESSAGE,
-        last_error_at=iso(now),
+        last_error_at=iso_utc(int(now)),
         consecutive_failures=prev.consecutive_failures + 1,
         events_delivered_last_run=0,
         events_set_aside_last_run=0,
@@ -275,7 +261,7 @@ def health_row(
     error = CRASH_MESSAGE if crashed else _error_text(r.error)
     # One line per column; a new column in schema.HEALTH is one more line here.
     return {
-        "TimeGenerated": iso(now),
+        "TimeGenerated": iso_utc(int(now)),
         "RunId": r.run_id or None,  # a crash leaves no report, so no id
         "Instance": instance,
         "ConnectorVersion": version,
@@ -300,7 +286,9 @@ def health_row(
         "CheckpointPosition": after.get("done_to") or after.get("floor"),
         "CaughtUp": outcome == OK and r.caught_up,
         "ConsecutiveFailures": record.consecutive_failures if record else (0 if outcome == OK else None),
-        "LastSuccessTime": record.last_success_at if record else (iso(now) if outcome == OK else None),
+        "LastSuccessTime": record.last_success_at
+        if record
+        else (iso_utc(int(now)) if outcome == OK else None),
         "SkippedFrom": skipped_from,
         "SkippedTo": skipped_to,
         "RepairedEvents": r.repaired_events,

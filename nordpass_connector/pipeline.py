@@ -11,110 +11,51 @@ delivered, the next ones (`windows_ahead`) are being read, and up to `uploads_in
 the current window are being uploaded while the next batch is packed. Verdicts are recorded in
 submission order, on this thread only, so checkpoint commits never race.
 
-Windows that cannot be read consistently are held back (see `cursor`): each run first re-reads
+Windows that cannot be read consistently are held back (see `windows`): each run first re-reads
 the held windows, then goes on with new ones, so one bad window never stops delivery and is never
 skipped without a record. A run that finds the checkpoint leased by another run (a live one, or a
 killed one whose lease has not expired) is busy: it does nothing and says so, which is not a
-failure. A live run renews its lease while it works (see `LEASE_SECONDS`), so a short lease is safe.
+failure. A live run renews its lease while it works (see `options.LEASE_SECONDS`), so a short lease
+is safe.
 
 This module sees only the ports (`ports.py`) and pure modules; it imports no SDK and no `os`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
-from concurrent.futures import wait as wait_for
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import orjson
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from .batching import pack
+from .checkpoint import Checkpoint
 from .clock import Clock
-from .cursor import (
-    DIGEST_BYTES,
-    MAX_HELD_WINDOWS,
-    Checkpoint,
-    HeldWindow,
-    WindowPolicy,
-    clamp_to_retention,
-    complete_window,
-    hold_window,
-    is_backlog,
-    next_window,
-    overlap_probe,
-    release_held,
-    still_unreadable,
-)
-from .dedup import Selection, ledger_key, select_new
+from .dedup import select_new
 from .errors import (
     CheckpointBusy,
     CheckpointConflict,
-    CheckpointDamaged,
     CheckpointError,
     ConnectorError,
-    SourceProtocolError,
     SourceUnavailable,
     WindowUnreadable,
 )
-from .mapping import canonical_digest, iso_utc
-from .ports import (
-    Batch,
-    CheckpointStore,
-    Delivery,
-    HealthReporter,
-    LogSink,
-    SetAsideCode,
-    SetAsideRecord,
-    StoredCheckpoint,
-    Window,
-)
+from .isotime import iso_utc
+from .ledger import DIGEST_BYTES
+from .mapping import canonical_digest
+from .options import Pool, RunOptions
+from .planner import Planner, Read
+from .ports import Batch, CheckpointStore, HealthReporter, HealthStore, LogSink, Window
+from .progress import Progress
 from .reader import FetchedWindow, WindowReader
-from .report import RunReport, checkpoint_summary
+from .report import RunReport, checkpoint_summary, held_summary
 from .retry import Deadline, RetryLog
+from .uploads import Uploads
+from .windows import clamp_to_retention
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-MIN_SPAN_SECONDS = 60
-# The lease a run holds on the checkpoint. A live run renews it every `LEASE_RENEW_SECONDS` while
-# it waits on reads and uploads (and with every commit), so it never lapses under a live run: the
-# longest stretch without a renewal is one renewal period plus one table write, which the table
-# client bounds at connect 5 s + read 10 s (a stalled write fails the run instead of retrying),
-# plus the CPU work between two waits (well under a second). 40 s leaves 15 s of slack for that
-# and for clock skew between two instances. A run killed mid-flight thus blocks others for at most
-# 40 s after its last write, where budget + 60 s (105 s) blocked them before: within a 60 s
-# schedule, at most one tick finds it busy.
-LEASE_SECONDS = 40
-LEASE_RENEW_SECONDS = 10
-# Aim new windows at 40 % of the event cap: most need no narrowing, and the windows held at once
-# (one being delivered, `windows_ahead` read ahead) stay near 12,000 events: 1M events with 60 %
-# took 35 s and 138 MB peak, with 40 % 37 s and 125 MB.
-WINDOW_FILL_TARGET = 0.4
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    backfill_days: float
-    run_budget_seconds: float
-    window_policy: WindowPolicy
-    max_window_events: int
-    lease_seconds: int = LEASE_SECONDS
-    lease_renew_seconds: float = LEASE_RENEW_SECONDS
-    # Do not start reading another window with less than this left of the budget, nor with less
-    # than this run's own pace says the window (and those queued before it) will take.
-    min_seconds_for_window: float = 3.0
-    # Batches uploaded at once. A process killed between an acknowledgement and its commit sends
-    # those rows again on the next run (same EventIds), so this also bounds that duplicate.
-    uploads_in_flight: int = 3
-    # Backlog windows read ahead of the one being delivered (their events wait in memory).
-    windows_ahead: int = 2
 
 
 @dataclass
@@ -127,11 +68,25 @@ class Connector:
     clock: Clock
     retry_log: RetryLog
     options: RunOptions
-    prefetcher: Executor  # reads windows ahead; at least `options.windows_ahead` threads
-    uploader: Executor  # uploads batches; at least `options.uploads_in_flight` threads
+    prefetcher: Pool  # reads windows: `options.pools.window_readers` threads
+    uploader: Pool  # uploads batches: `options.pools.uploaders` threads
     # Where the run's health row goes once its outcome is final (composition sends it; the run never
     # waits for it). None: no health rows.
-    health: HealthReporter | None = None
+    health_reporter: HealthReporter | None = None
+    # Where the health record is merged after the run (composition). None: no record is kept.
+    health_store: HealthStore | None = None
+
+    def __post_init__(self) -> None:
+        """The pools must be the sizes the options derive (`options.PoolSizes`): fewer window
+        readers than windows ahead would serialise the read-ahead, and a request limit below the
+        threads that can send would leave threads waiting for a slot."""
+        pools = self.options.pools
+        sizes = (self.prefetcher.size, self.uploader.size, self.reader.limit.ceiling)
+        wanted = (pools.window_readers, pools.uploaders, pools.nordpass_requests)
+        if sizes != wanted:
+            raise ValueError(
+                f"pools (window readers, uploaders, NordPass requests) are {sizes}, not {wanted}"
+            )
 
 
 class RunFailed(ConnectorError):
@@ -206,21 +161,6 @@ def run_once(connector: Connector, *, run_id: str | None = None) -> RunReport:
     return report
 
 
-def held_summary(held: list[HeldWindow], *, now: float) -> list[dict[str, Any]]:
-    return [
-        {
-            "from": iso_utc(h.window.start),
-            "to": iso_utc(h.window.end),
-            "since": iso_utc(h.since),
-            "held_seconds": h.held_seconds(now),
-            "stuck": h.stuck(now),
-            "attempts": h.attempts,
-            "reason": h.reason,
-        }
-        for h in held
-    ]
-
-
 def _deliver(
     c: Connector, progress: Progress, fetched: FetchedWindow, report: RunReport, deadline: Deadline
 ) -> bool:
@@ -238,7 +178,15 @@ def _deliver(
         report.repaired_events += sum(1 for key, _ in selection.keys if key in repaired)
     progress.set_aside_malformed(selection, fetched.window, report)
 
-    uploads = Uploads(c, progress, fetched.window, report, deadline)
+    uploads = Uploads(
+        c.uploader,
+        c.sink,
+        progress,
+        fetched.window,
+        report,
+        deadline=deadline,
+        in_flight=c.options.uploads_in_flight,
+    )
     for item in pack(selection.rows, max_body_bytes=c.sink.max_body_bytes, keys=selection.keys):
         if deadline.expired():
             uploads.settle_all()
@@ -282,41 +230,24 @@ def _fetched_windows(
     *,
     wait: Callable[[Future[FetchedWindow]], FetchedWindow],
 ) -> Iterator[FetchedWindow]:
-    """Read windows in order; while one is being delivered, up to `windows_ahead` more are read.
+    """Read the windows `planner.Planner` plans, in order; while one is being delivered, up to
+    `windows_ahead` more are read.
 
     A window that cannot be read consistently comes back with `unreadable` set and no events (the
     caller holds it back). A read that runs out of budget ends the run quietly once this run has
     handed over a window; when it has not (a source that never answers), the run fails loudly.
-
-    Only backlog windows (see `cursor.is_backlog`) are planned ahead: each starts where the one
-    before it was planned to end, so they can be read before anything is delivered. A read that
-    comes back narrowed (too many events for one window) leaves a remainder, which is read next,
-    before the windows planned after it: the sequence stays contiguous and in time order.
     """
-    opts = c.options
-    policy = opts.window_policy
-    window = next_window(checkpoint, now=c.clock.now(), policy=policy, span=policy.max_span_seconds)
-    if window is None or deadline.remaining() <= opts.min_seconds_for_window:
+    planner = Planner(c.options)
+    first = planner.first(checkpoint, now=c.clock.now(), remaining=deadline.remaining())
+    if first is None:
         return
-    probe = overlap_probe(checkpoint, window)
+    window, probe = first
     ahead: deque[tuple[Window, Future[FetchedWindow]]] = deque()
     ahead.append((window, c.prefetcher.submit(c.reader.read, window, deadline=deadline, probe=probe)))
-    span: int | None = None  # density-based span for planned windows, known after the first read
-    # This run's pace: the slowest window delivery seen (between two yields). A window planned
-    # now is delivered after those already queued; starting one that cannot finish only wastes
-    # reads (it would be read again by the next run), so the ramp-down follows the real pace.
-    slowest_delivery = 0.0
     handed = 0
 
     def read(planned: Window) -> tuple[Window, Future[FetchedWindow]]:
         return planned, c.prefetcher.submit(c.reader.read, planned, deadline=deadline)
-
-    def plan_after(previous: Window, *, backlog: bool) -> Window | None:
-        needed = max(opts.min_seconds_for_window, (len(ahead) + 2) * slowest_delivery)
-        if span is None or not backlog or deadline.remaining() <= needed:
-            return None
-        planned = Checkpoint(floor=previous.end, done_to=previous.end)
-        return next_window(planned, now=c.clock.now(), policy=policy, span=span)
 
     try:
         while ahead:
@@ -332,303 +263,22 @@ def _fetched_windows(
                     unreadable=unreadable.reason,
                 )
             except SourceUnavailable:
-                if deadline.remaining() > opts.min_seconds_for_window or not handed:
+                if deadline.remaining() > c.options.min_seconds_for_window or not handed:
                     raise
                 return  # the budget ran out while reading ahead: not a failure, the next run goes on
-            span = _next_span(fetched, opts)
-            backlog = is_backlog(checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=policy)
-            if backlog and fetched.window.end < planned.end and ahead:
-                # Narrowed: the rest of the planned window goes first, before the windows after it.
-                rest = Checkpoint(floor=fetched.window.end, done_to=fetched.window.end)
-                remainder = next_window(
-                    rest, now=c.clock.now(), policy=policy, span=planned.end - rest.floor + 1
-                )
-                if remainder is not None:
-                    ahead.appendleft(read(remainder))
-            while len(ahead) < max(1, opts.windows_ahead):
-                if ahead:
-                    # A window not read yet will be read at or after now: if it is backlog now, it
-                    # will be then.
-                    last = ahead[-1][0]
-                    last_is_backlog = is_backlog(checkpoint, last, fetched_at=c.clock.now(), policy=policy)
-                else:
-                    last, last_is_backlog = fetched.window, backlog
-                following = plan_after(last, backlog=last_is_backlog)
-                if following is None:
-                    break
-                ahead.append(read(following))
+            plan = planner.after(
+                Read(planned, fetched.window, len(fetched.events), fetched.fetched_at),
+                queued=[w for w, _ in ahead],
+                now=c.clock.now(),
+                remaining=deadline.remaining(),
+            )
+            if plan.first is not None:
+                ahead.appendleft(read(plan.first))
+            ahead.extend(read(w) for w in plan.then)
             handed_over = c.clock.monotonic()
             handed += 1
             yield fetched
-            slowest_delivery = max(slowest_delivery, c.clock.monotonic() - handed_over)
+            planner.delivered(c.clock.monotonic() - handed_over)
     finally:
         for _, pending in ahead:
             pending.cancel()
-
-
-def _next_span(fetched: FetchedWindow, opts: RunOptions) -> int:
-    """Size the next window from this one's density, so backfills need few narrowing requests."""
-    count = max(1, len(fetched.events))
-    scaled = fetched.window.span * opts.max_window_events * WINDOW_FILL_TARGET / count
-    return int(min(opts.window_policy.max_span_seconds, max(MIN_SPAN_SECONDS, scaled)))
-
-
-class Uploads:
-    """The current window's batches handed to the sink whose verdicts are not recorded yet.
-
-    At most `uploads_in_flight` at once; verdicts are recorded oldest first. When a delivery
-    carries an error, the other batches in flight are still awaited and what they delivered is
-    recorded before the error is raised: an acknowledged batch is never forgotten by a failing run.
-    """
-
-    def __init__(
-        self, c: Connector, progress: Progress, window: Window, report: RunReport, deadline: Deadline
-    ) -> None:
-        self._c, self._progress, self._window, self._report = c, progress, window, report
-        self._deadline = deadline
-        self._limit = max(1, c.options.uploads_in_flight)
-        self._pending: deque[tuple[Batch, Future[Delivery]]] = deque()
-
-    def submit(self, batch: Batch) -> None:
-        if len(self._pending) >= self._limit:
-            self._settle_oldest(commit=True)
-        future = self._c.uploader.submit(self._c.sink.send, batch, deadline=self._deadline)
-        self._pending.append((batch, future))
-
-    def settle_all(self, *, commit_last: bool = True) -> None:
-        while self._pending:
-            self._settle_oldest(commit=commit_last or len(self._pending) > 1)
-
-    def _settle_oldest(self, *, commit: bool) -> None:
-        batch, future = self._pending.popleft()
-        delivery = self._progress.wait(future)
-        if delivery.error is None:
-            self._progress.record(batch, delivery, self._window, self._report, commit=commit)
-            return
-        error: ConnectorError = delivery.error
-        self._progress.record(batch, delivery, self._window, self._report, commit=False)
-        while self._pending:
-            other, later = self._pending.popleft()
-            self._progress.record(other, self._progress.wait(later), self._window, self._report, commit=False)
-        self._progress.commit()
-        raise error
-
-
-@dataclass
-class Progress:
-    """The checkpoint as this run holds it: loaded once, then advanced only by conditional writes.
-
-    Holding it also means holding a lease (owner + expiry) so that a second run that starts while
-    this one is active stops before it sends anything.
-    """
-
-    store: CheckpointStore
-    clock: Clock
-    options: RunOptions
-    owner: str
-    checkpoint: Checkpoint
-    stored: StoredCheckpoint
-    pending_keys: list[tuple[bytes, int]] = field(default_factory=list)
-    committed_at: float = 0.0  # monotonic time of the last commit (which renewed the lease)
-
-    @classmethod
-    def open(cls, store: CheckpointStore, clock: Clock, options: RunOptions, *, owner: str) -> Progress:
-        now = clock.now()
-        stored = store.load()
-        if stored is None:
-            checkpoint = Checkpoint.first_run(now=now, backfill_days=options.backfill_days)
-            checkpoint.lease_owner, checkpoint.lease_until = owner, int(now) + options.lease_seconds
-            log.info("no checkpoint yet: first run, backfilling %s days", options.backfill_days)
-            try:
-                created = store.create(checkpoint.to_fields())
-            except CheckpointConflict:
-                raise CheckpointBusy("another run created the checkpoint at the same moment") from None
-            return cls(store, clock, options, owner, checkpoint, created, committed_at=clock.monotonic())
-        try:
-            checkpoint = Checkpoint.from_fields(stored.fields)
-        except CheckpointDamaged as damage:
-            raise damage.in_row(stored.row or "checkpoint") from None
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
-            # Not expected (the decoder names what it refuses), but never a traceback either.
-            raise CheckpointDamaged("?", type(error).__name__, row=stored.row or "checkpoint") from None
-        if checkpoint.lease_owner and checkpoint.lease_owner != owner and checkpoint.lease_until > now:
-            raise CheckpointBusy(
-                f"run {checkpoint.lease_owner} holds the checkpoint until {iso_utc(checkpoint.lease_until)}"
-            )
-        progress = cls(store, clock, options, owner, checkpoint, stored)
-        try:
-            progress.commit()  # claims the lease; a concurrent claimant gets a conflict here
-        except CheckpointConflict:
-            raise CheckpointBusy("another run claimed the checkpoint at the same moment") from None
-        return progress
-
-    def commit(self) -> None:
-        self.checkpoint.lease_owner = self.owner
-        self.checkpoint.lease_until = int(self.clock.now()) + self.options.lease_seconds
-        self.stored = self.store.commit(self.checkpoint.to_fields(), etag=self.stored.etag)
-        self.committed_at = self.clock.monotonic()
-
-    def wait(self, future: Future[T]) -> T:
-        """The future's result; meanwhile the lease is renewed every `lease_renew_seconds`.
-
-        Renewing commits the checkpoint as it stands, which is always a state the next run may
-        resume from: nothing is recorded in it before it is acknowledged.
-        """
-        while True:
-            due = self.committed_at + self.options.lease_renew_seconds - self.clock.monotonic()
-            done, _ = wait_for([future], timeout=max(0.05, due))
-            if done:
-                return future.result()
-            if self.clock.monotonic() >= self.committed_at + self.options.lease_renew_seconds:
-                self.commit()
-
-    def begin(self, window: Window) -> None:
-        # Persisted with the first commit inside the window: from then on a later run resumes this
-        # window with the same frozen end.
-        self.checkpoint.current = window
-
-    def record(
-        self, batch: Batch, delivery: Delivery, window: Window, report: RunReport, *, commit: bool = True
-    ) -> None:
-        """Add a batch's verdict to the checkpoint; `commit=False` leaves the write to the caller's
-        next commit (the window's completion), which must follow with nothing in between."""
-        report.ingestion_requests += delivery.requests
-        report.ingestion_bytes += delivery.bytes_sent
-        if delivery.rejected:
-            self.set_aside_rows(
-                [(batch.rows[r.position], r.reason, r.code) for r in delivery.rejected], window, report
-            )
-        if not delivery.delivered:
-            return
-        add = self.checkpoint.ledger.add
-        keys = batch.keys
-        rows = batch.rows
-        newest = self.checkpoint.newest_delivered or 0
-        for index in delivery.delivered:
-            digest, timestamp = keys[index] if keys else ledger_key(rows[index])
-            add(digest, timestamp)
-            if timestamp > newest:
-                newest = timestamp
-        self.checkpoint.newest_delivered = newest
-        report.sent += len(delivery.delivered)
-        if commit:
-            self.commit()
-
-    def set_aside_rows(
-        self, rows: list[tuple[dict[str, Any], str, SetAsideCode]], window: Window, report: RunReport
-    ) -> None:
-        records = [
-            SetAsideRecord(row["EventId"], reason, window, _row_json(row), code) for row, reason, code in rows
-        ]
-        self.store.set_aside(records)
-        for row, reason, code in rows:
-            digest, timestamp = ledger_key(row)
-            self.checkpoint.ledger.add(digest, timestamp)
-            report.count_set_aside(code)
-            log.warning("event %s set aside: %s", row["EventId"], reason)
-        self.commit()
-
-    def set_aside_malformed(self, selection: Selection, window: Window, report: RunReport) -> None:
-        if not selection.malformed:
-            return
-        records = []
-        for event_id, event in selection.malformed:
-            raw = json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=repr).encode()
-            records.append(
-                SetAsideRecord(
-                    event_id, f"malformed event: {event.reason}", window, raw, SetAsideCode.MALFORMED
-                )
-            )
-        self.store.set_aside(records)
-        for event_id, event in selection.malformed:
-            # A malformed event has no usable time; it is remembered at the window's end so the
-            # overlap of the next window does not set it aside again.
-            self.checkpoint.ledger.add(event.digest, window.end)
-            report.count_set_aside(SetAsideCode.MALFORMED)
-            log.warning("event %s set aside: malformed event (%s)", event_id, event.reason)
-        self.commit()
-
-    def complete(self, fetched: FetchedWindow) -> None:
-        complete_window(
-            self.checkpoint, fetched.window, fetched_at=fetched.fetched_at, policy=self.options.window_policy
-        )
-        self.commit()
-
-    def hold(self, fetched: FetchedWindow, report: RunReport) -> None:
-        """Hold back a window that could not be read, and move on past it (see `cursor`)."""
-        reason = fetched.unreadable or "unreadable"
-        held = hold_window(
-            self.checkpoint,
-            fetched.window,
-            fetched_at=fetched.fetched_at,
-            now=self.clock.now(),
-            reason=reason,
-            policy=self.options.window_policy,
-        )
-        if not held:
-            raise SourceProtocolError(
-                f"window {iso_utc(fetched.window.start)}..{iso_utc(fetched.window.end)} could not be read "
-                f"({reason}) and {MAX_HELD_WINDOWS} windows are held back already; stopping here rather "
-                "than skip it"
-            )
-        self.commit()
-        log.warning(
-            "window %s..%s held back: %s; newer events keep flowing, and it is read again every run",
-            iso_utc(fetched.window.start),
-            iso_utc(fetched.window.end),
-            reason,
-        )
-
-    def still_held(self, held: HeldWindow, reason: str) -> None:
-        still_unreadable(self.checkpoint, held, reason=reason)
-        self.commit()
-        now = self.clock.now()
-        log.warning(
-            "window %s..%s still held back after %d reads (%s, since %s%s): %s",
-            iso_utc(held.window.start),
-            iso_utc(held.window.end),
-            held.attempts + 1,
-            _duration(held.held_seconds(now)),
-            iso_utc(held.since),
-            "; stuck" if held.stuck(now) else "",
-            reason,
-        )
-
-    def release_held(self, held: HeldWindow, fetched: FetchedWindow) -> None:
-        release_held(self.checkpoint, held, fetched.window)
-        self.commit()
-        log.info(
-            "held-back window %s..%s read and delivered after %s",
-            iso_utc(fetched.window.start),
-            iso_utc(fetched.window.end),
-            _duration(held.held_seconds(self.clock.now())),
-        )
-
-    def caught_up(self, now: float) -> bool:
-        if self.checkpoint.current is not None or self.checkpoint.done_to is None:
-            return False
-        return self.checkpoint.done_to >= int(now) - self.options.window_policy.safety_delay_seconds - 120
-
-    def release(self) -> None:
-        self.checkpoint.lease_owner = ""
-        self.checkpoint.lease_until = 0
-        self.stored = self.store.commit(self.checkpoint.to_fields(), etag=self.stored.etag)
-
-    def release_quietly(self) -> None:
-        """Best effort after a failure: free the lease so the next tick need not wait it out."""
-        try:
-            self.release()
-        except ConnectorError as error:
-            log.info("could not release the checkpoint lease after a failed run: %s", error.message)
-
-
-def _row_json(row: dict[str, Any]) -> bytes:
-    """The row as stored in the dead-letter table; never fails (a row may be unserialisable)."""
-    try:
-        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return json.dumps(row, sort_keys=True, separators=(",", ":"), default=repr).encode()
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"

@@ -1,6 +1,6 @@
 """What the pipeline needs from the outside world, as small protocols and value types.
 
-The adapters (`nordpass.py`, `sink.py`, `checkpoint.py`) implement these; the pipeline only sees
+The adapters (`adapters/`) implement these; the pipeline only sees
 these names, so it imports no SDK and tests can plug in any implementation.
 """
 
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .errors import SinkError
 from .retry import Deadline
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -114,29 +117,48 @@ class SetAsideRecord:
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
-    """Checkpoint fields as persisted, with the ETag that must match for the next update."""
+    """The checkpoint as loaded, with the ETag that must match for the next update."""
 
-    fields: dict[str, Any]
+    checkpoint: Checkpoint
     etag: str
-    row: str = ""  # where it is stored (table/partition/row), to name it in errors
 
 
 class CheckpointStore(Protocol):
+    """Where the checkpoint is kept. The store owns its stored form: a `Checkpoint` goes in and
+    comes out, and every encoding limit is the store's (CheckpointTooLarge)."""
+
     def load(self) -> StoredCheckpoint | None:
         """None only when the checkpoint definitely does not exist; any failure raises
-        CheckpointUnavailable."""
+        CheckpointUnavailable, and a stored form that cannot be decoded CheckpointDamaged naming
+        the row and the property."""
         ...
 
-    def create(self, fields: dict[str, Any]) -> StoredCheckpoint:
-        """First write; CheckpointConflict when another run created it first."""
+    def create(self, checkpoint: Checkpoint) -> str:
+        """First write; returns the ETag. CheckpointConflict when another run created it first."""
         ...
 
-    def commit(self, fields: dict[str, Any], *, etag: str) -> StoredCheckpoint:
-        """ETag-conditional update; CheckpointConflict when someone else moved it."""
+    def commit(self, checkpoint: Checkpoint, *, etag: str) -> str:
+        """ETag-conditional update; returns the new ETag. CheckpointConflict when someone else
+        moved it."""
         ...
 
     def set_aside(self, records: list[SetAsideRecord]) -> None:
         """Keep undeliverable events for inspection (idempotent by event id)."""
+        ...
+
+
+class HealthStore(Protocol):
+    """Where the health record is kept (beside the checkpoint): what the last runs did, for `status`
+    and for the next run to merge into."""
+
+    health_row_name: str  # where it is, to name it in errors (no account, no URL)
+
+    def read_health(self) -> dict[str, Any] | None:
+        """The record's fields, None when there is none yet; CheckpointUnavailable on failure."""
+        ...
+
+    def write_health(self, fields: dict[str, Any]) -> None:
+        """Replace the record; CheckpointUnavailable on failure."""
         ...
 
 

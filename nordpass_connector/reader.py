@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock
-from .cursor import Probe
 from .errors import WindowUnreadable
 from .ports import ActivitySource, Page, Window
-from .retry import Deadline, RetryLog
+from .retry import Deadline, RetryCause, RetryLog
+from .windows import Probe
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ PAGE_REFETCHES = 2  # extra fetches of one page that came back wrong
 # pages must not keep us busy forever.
 PAGE_MARGIN = 5
 SHRINK_HEADROOM = 0.8
-RATE_LIMIT_CAUSE = "nordpass:429"
 SLOT_WAIT_SECONDS = 0.05  # re-check period while every request slot is taken
 
 
@@ -57,7 +56,6 @@ class FetchedWindow:
     events: list[Any]
     pages: int
     fetched_at: float  # wall-clock time the final read of the window started
-    probed: bool = False  # the re-read part was verified by count instead of read in full
     repaired: list[Any] = field(default_factory=list)  # events whose broken characters were replaced
     unreadable: str | None = None  # why the window could not be read (then `events` is empty)
 
@@ -135,7 +133,7 @@ class WindowReader:
         API's total matches the ledger, only the rest is read, so an idle tick costs two requests.
         Raises WindowUnreadable when the pages never add up (see the module docstring).
         """
-        rate_limited_before = self.retry_log.count(RATE_LIMIT_CAUSE)
+        rate_limited_before = self.retry_log.count(RetryCause.NORDPASS_RATE_LIMITED)
         try:
             if probe is not None:
                 started = self.clock.now()
@@ -153,12 +151,11 @@ class WindowReader:
                         head.events + tail.events,
                         tail.pages + 1,
                         min(started, tail.fetched_at),
-                        probed=True,
                         repaired=[*head.repaired, *tail.repaired],
                     )
             return self._read(window, deadline=deadline)
         finally:
-            if self.retry_log.count(RATE_LIMIT_CAUSE) > rate_limited_before:
+            if self.retry_log.count(RetryCause.NORDPASS_RATE_LIMITED) > rate_limited_before:
                 self.limit.on_rate_limited()
             else:
                 self.limit.on_success()
@@ -198,98 +195,28 @@ class WindowReader:
 
     def _collect(self, window: Window, first: Page, deadline: Deadline, requested: list[int]) -> list[Page]:
         """The pages of `window` that together hold every event once, checked page by page."""
+        whole = _first_page_is_whole(first)
+        if whole:
+            return [first]
         total = first.total
-        if not first.events:
-            if total:
-                raise _Inconsistent(f"page 1 was empty while the total was {total}", reread=True)
-            return [first]
-        # The first page, unless it is also the last, shows the page size the server really uses.
-        size = len(first.events)
-        if total is not None and size >= total:
-            if size > total:
-                raise _Inconsistent(f"page 1 held {size} events, more than the total {total}", reread=True)
-            return [first]
-        cap = self._page_cap(total, size)
-        cache: dict[int, Page] = {1: first}
+        # The first page, not being the last, shows the page size the server really uses.
+        walk = _PageWalk(window, total, size=len(first.events), cap=self._page_cap(total, len(first.events)))
+        walk.cache[1] = first
         if total is not None:
-            ahead = list(range(2, min(cap, math.ceil(total / size)) + 1))
+            ahead = list(range(2, min(walk.cap, math.ceil(total / walk.size)) + 1))
             for page in self._concurrent(window, ahead, deadline):
-                cache[page.number] = page
+                walk.cache[page.number] = page
             requested[0] += len(ahead)
-        refetches: dict[int, int] = {}
-        accepted: list[Page] = []
-        count = 0
-        number = 1
-
-        def again(problem: str) -> None:
-            """Fetch page `number` once more, or give up on the window if it keeps coming back wrong."""
-            done = refetches.get(number, 0)
-            if done >= PAGE_REFETCHES:
-                raise _Inconsistent(f"{problem} ({done + 1} fetches)", reread=False)
-            refetches[number] = done + 1
-            log.debug("window %s..%s: %s; fetching it again", window.start, window.end, problem)
-            cache.pop(number, None)
-
         while True:
-            if number > cap:
-                raise _Inconsistent(
-                    f"more than {cap} pages for {total if total is not None else 'an unknown number of'} "
-                    "events; the API is not advancing pages",
-                    reread=False,
-                )
-            cached = cache.get(number)
+            walk.check_cap()
+            cached = walk.cache.get(walk.number)
             if cached is None:
-                cached = cache[number] = self._fetch(window, number, deadline)
+                cached = walk.cache[walk.number] = self._fetch(window, walk.number, deadline)
                 requested[0] += 1
-            page = cached
-            if total is not None and page.total is not None and page.total != total:
-                raise _Inconsistent(f"the total moved from {total} to {page.total} while paging", reread=True)
-            got = len(page.events)
-            previous = accepted[-1] if accepted else None
-            if got == 0:
-                if total is None or count == total:
-                    break
-                again(f"page {number} was empty after {count} of {total} events")
-                continue
-            if total is None and previous is not None and len(previous.events) < size:
-                # With no total, a short page was taken as the last; more came, so it was not.
-                number = previous.number
-                accepted.pop()
-                count -= len(previous.events)
-                again(f"page {number} came back with {len(previous.events)} of {size} events, not last")
-                continue
-            if got > size:
-                # The page size is larger than the first page suggested: pages taken at the smaller
-                # size were short. Go back to the first of them.
-                size = got
-                short = next((i for i, p in enumerate(accepted) if len(p.events) < size), None)
-                if short is not None:
-                    number = accepted[short].number
-                    del accepted[short:]
-                    count = sum(len(p.events) for p in accepted)
-                    again(f"page {number} was shorter than the {size} events of later pages")
-                    continue
-            if previous is not None and page.events == previous.events:
-                again(f"page {number} repeated page {previous.number}")
-                continue
-            if previous is not None and page.events[0] == previous.events[-1] and number not in refetches:
-                again(f"page {number} began with the events page {previous.number} ended with")
-                continue
-            if total is not None and count + got < total and got < size:
-                again(f"page {number} came back with {got} of {size} events while the total says more follow")
-                continue
-            accepted.append(page)
-            count += got
-            if total is not None and count >= total:
-                if count > total:
-                    raise _Inconsistent(
-                        f"the pages held {count} events, more than the total {total}", reread=True
-                    )
+            if walk.take(cached):
                 break
-            number += 1
-        if total is not None and any(p.events for n, p in cache.items() if n > number):
-            raise _Inconsistent(f"pages after the last one held events beyond the total {total}", reread=True)
-        return accepted
+        walk.check_nothing_beyond()
+        return walk.accepted
 
     def _fetch(self, window: Window, number: int, deadline: Deadline) -> Page:
         with self.limit.slot():
@@ -318,3 +245,124 @@ class WindowReader:
             for future in pending:
                 future.cancel()
         return [results[n] for n in numbers]
+
+
+def _first_page_is_whole(first: Page) -> bool:
+    """Whether page 1 alone is the window (raising when it contradicts its own total)."""
+    total, size = first.total, len(first.events)
+    if not first.events:
+        if total:
+            raise _Inconsistent(f"page 1 was empty while the total was {total}", reread=True)
+        return True
+    if total is not None and size >= total:
+        if size > total:
+            raise _Inconsistent(f"page 1 held {size} events, more than the total {total}", reread=True)
+        return True
+    return False
+
+
+@dataclass
+class _PageWalk:
+    """Where paging one window stands: the pages accepted so far, the next page to take, the page
+    size learnt from the data, and how often each page was fetched again. `take` judges one page
+    against the total and the page before it; a page that is wrong is dropped from the cache, so
+    the next turn fetches it again."""
+
+    window: Window
+    total: int | None
+    size: int
+    cap: int
+    cache: dict[int, Page] = field(default_factory=dict)
+    accepted: list[Page] = field(default_factory=list)
+    count: int = 0
+    number: int = 1
+    refetches: dict[int, int] = field(default_factory=dict)
+
+    def check_cap(self) -> None:
+        if self.number > self.cap:
+            events = self.total if self.total is not None else "an unknown number of"
+            raise _Inconsistent(
+                f"more than {self.cap} pages for {events} events; the API is not advancing pages",
+                reread=False,
+            )
+
+    def take(self, page: Page) -> bool:
+        """Judge `page` (the current number); True when the window is complete."""
+        total = self.total
+        if total is not None and page.total is not None and page.total != total:
+            raise _Inconsistent(f"the total moved from {total} to {page.total} while paging", reread=True)
+        if not page.events:
+            if total is None or self.count == total:
+                return True
+            self._again(f"page {self.number} was empty after {self.count} of {total} events")
+            return False
+        problem = self._earlier_page_was_short(page) or self._problem(page)
+        if problem:
+            self._again(problem)
+            return False
+        self.accepted.append(page)
+        self.count += len(page.events)
+        if total is not None and self.count >= total:
+            if self.count > total:
+                raise _Inconsistent(
+                    f"the pages held {self.count} events, more than the total {total}", reread=True
+                )
+            return True
+        self.number += 1
+        return False
+
+    def check_nothing_beyond(self) -> None:
+        if self.total is not None and any(p.events for n, p in self.cache.items() if n > self.number):
+            raise _Inconsistent(
+                f"pages after the last one held events beyond the total {self.total}", reread=True
+            )
+
+    def _earlier_page_was_short(self, page: Page) -> str | None:
+        """What `page` shows about pages already accepted; steps back to the first wrong one."""
+        previous = self.accepted[-1] if self.accepted else None
+        if self.total is None and previous is not None and len(previous.events) < self.size:
+            # With no total, a short page was taken as the last; more came, so it was not.
+            self._rewind(len(self.accepted) - 1)
+            return f"page {self.number} came back with {len(previous.events)} of {self.size} events, not last"
+        if len(page.events) > self.size:
+            # The page size is larger than the first page suggested: pages taken at the smaller
+            # size were short. Go back to the first of them.
+            self.size = len(page.events)
+            short = next((i for i, p in enumerate(self.accepted) if len(p.events) < self.size), None)
+            if short is not None:
+                self._rewind(short)
+                return f"page {self.number} was shorter than the {self.size} events of later pages"
+        return None
+
+    def _problem(self, page: Page) -> str | None:
+        """What is wrong with `page` itself, next to the page before it and the total."""
+        previous = self.accepted[-1] if self.accepted else None
+        got = len(page.events)
+        if previous is not None and page.events == previous.events:
+            return f"page {self.number} repeated page {previous.number}"
+        if (
+            previous is not None
+            and page.events[0] == previous.events[-1]
+            and self.number not in self.refetches
+        ):
+            return f"page {self.number} began with the events page {previous.number} ended with"
+        if self.total is not None and self.count + got < self.total and got < self.size:
+            return (
+                f"page {self.number} came back with {got} of {self.size} events while the total says "
+                "more follow"
+            )
+        return None
+
+    def _rewind(self, index: int) -> None:
+        self.number = self.accepted[index].number
+        del self.accepted[index:]
+        self.count = sum(len(p.events) for p in self.accepted)
+
+    def _again(self, problem: str) -> None:
+        """Fetch the current page once more, or give up on the window if it keeps coming back wrong."""
+        done = self.refetches.get(self.number, 0)
+        if done >= PAGE_REFETCHES:
+            raise _Inconsistent(f"{problem} ({done + 1} fetches)", reread=False)
+        self.refetches[self.number] = done + 1
+        log.debug("window %s..%s: %s; fetching it again", self.window.start, self.window.end, problem)
+        self.cache.pop(self.number, None)

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from .cursor import Checkpoint
-from .mapping import iso_utc
+from .checkpoint import Checkpoint, HeldWindow
+from .isotime import iso_utc
 
 
 def checkpoint_summary(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -67,3 +67,18 @@ class RunReport:
 
     def to_json(self) -> str:
         return orjson.dumps(self.to_dict()).decode()
+
+
+def held_summary(held: list[HeldWindow], *, now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "from": iso_utc(h.window.start),
+            "to": iso_utc(h.window.end),
+            "since": iso_utc(h.since),
+            "held_seconds": h.held_seconds(now),
+            "stuck": h.stuck(now),
+            "attempts": h.attempts,
+            "reason": h.reason,
+        }
+        for h in held
+    ]

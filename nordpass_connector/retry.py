@@ -1,7 +1,8 @@
-"""Pure retry decisions: which outcomes are worth another attempt, and how long to wait.
+"""Retries: which outcomes are worth another attempt, how long to wait, and the one attempt loop.
 
-Both adapters (NordPass client and ingestion sink) use the same policy so that every wait is
-jittered, honours `Retry-After` and never outlives the run's time budget.
+Every adapter that retries (the NordPass client, the ingestion sink and its health reporter) goes
+through `attempt_loop`, with the same policy: every wait is jittered, honours `Retry-After` and
+never outlives the run's time budget, and every retry is counted under a typed `RetryCause`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,33 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from enum import Enum
+from enum import Enum, StrEnum
+from typing import TypeVar
 
 from .clock import Clock
+
+T = TypeVar("T")
+
+
+class RetryCause(StrEnum):
+    """Why a request was tried again; the value is how reports and health rows count it."""
+
+    NORDPASS_RATE_LIMITED = "nordpass:429"  # the reader halves its request limit on these
+    NORDPASS_SERVER = "nordpass:5xx"
+    NORDPASS_REQUEST_TIMEOUT = "nordpass:408"
+    NORDPASS_TIMEOUT = "nordpass:timeout"
+    NORDPASS_CONNECTION = "nordpass:connection"
+    NORDPASS_PROTOCOL = "nordpass:protocol"
+    INGESTION_RATE_LIMITED = "ingestion:429"
+    INGESTION_SERVER = "ingestion:5xx"
+    INGESTION_TIMEOUT = "ingestion:timeout"
+    INGESTION_CONNECTION = "ingestion:connection"
+    INGESTION_UNAUTHORIZED = "ingestion:401"
+    INGESTION_FORBIDDEN = "ingestion:403"
+    HEALTH_ROW = "health"
 
 
 class Verdict(Enum):
@@ -82,14 +105,14 @@ class RetryPolicy:
 class RetryLog:
     """Thread-safe tally of retries by cause, e.g. ``{"nordpass:429": 3, "ingestion:timeout": 1}``."""
 
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[RetryCause] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, cause: str) -> None:
+    def record(self, cause: RetryCause) -> None:
         with self._lock:
             self.counts[cause] += 1
 
-    def count(self, cause: str) -> int:
+    def count(self, cause: RetryCause) -> int:
         with self._lock:
             return self.counts[cause]
 
@@ -98,8 +121,9 @@ class RetryLog:
             return sum(self.counts.values())
 
     def snapshot(self) -> dict[str, int]:
+        """Counts by the causes' text, as reports and health rows store them."""
         with self._lock:
-            return dict(sorted(self.counts.items()))
+            return {str(cause): n for cause, n in sorted(self.counts.items())}
 
 
 @dataclass
@@ -130,7 +154,7 @@ class Retrier:
     rng: random.Random = field(default_factory=random.Random)
 
     def pause(
-        self, attempt: int, *, cause: str, deadline: Deadline, retry_after: float | None = None
+        self, attempt: int, *, cause: RetryCause, deadline: Deadline, retry_after: float | None = None
     ) -> bool:
         """Sleep before attempt ``attempt + 1``; False when no attempt is left or time would run out."""
         if attempt >= self.policy.max_attempts:
@@ -141,3 +165,57 @@ class Retrier:
         self.log.record(cause)
         self.clock.sleep(delay)
         return True
+
+
+class TryAgain(Exception):
+    """Raised by an attempt that failed in a way another attempt may fix."""
+
+    def __init__(
+        self,
+        cause: RetryCause,
+        reason: str,
+        exhausted: Exception,
+        *,
+        retry_after: float | None = None,
+        wait: bool = True,
+    ) -> None:
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason  # our own words (no secret, no content), for log lines and errors
+        # Raised when no attempt is left (attempts or time): the adapter's own error, in its words.
+        self.exhausted = exhausted
+        self.retry_after = retry_after  # what the service asked for, in seconds
+        self.wait = wait  # False: try again at once (e.g. with a refreshed token), counted all the same
+
+
+def attempt_loop(
+    retrier: Retrier,
+    deadline: Deadline,
+    attempt: Callable[[int], T],
+    *,
+    out_of_time: Callable[[int, TryAgain | None], Exception],
+    on_retry: Callable[[int, TryAgain], None] | None = None,
+) -> T:
+    """Call `attempt(n)` (n = 1, 2, ...) until it returns, and return what it returned.
+
+    An attempt raises `TryAgain` for a failure another attempt may fix, and anything else for one
+    it cannot. Between attempts the retrier waits (backoff with jitter, or the service's
+    `Retry-After`). When the retrier allows no further attempt, the last `TryAgain.exhausted` is
+    raised; when the deadline has passed before an attempt, `out_of_time(attempts made, last
+    TryAgain or None)`. `on_retry` runs after each wait."""
+    made = 0
+    last: TryAgain | None = None
+    while True:
+        if deadline.remaining() <= 0:
+            raise out_of_time(made, last)
+        made += 1
+        try:
+            return attempt(made)
+        except TryAgain as failed:
+            last = failed
+        if not last.wait:
+            retrier.log.record(last.cause)
+        elif not retrier.pause(made, cause=last.cause, deadline=deadline, retry_after=last.retry_after):
+            raise last.exhausted
+        if on_retry is not None:
+            on_retry(made, last)

@@ -2,9 +2,9 @@
 `NordPassConnectorHealth_CL`.
 
 For each table, the DCR stream declaration and the table resource in `deploy/azuredeploy.json`, and
-the KQL schema used by the content tests are derived from its `Table` here; the event row model
-(`models.EventRow`) and the mapper, and the health row (`health.health_row`), are checked against
-it. Change a column here and every one of them must follow.
+the KQL schema used by the content tests are derived from its `Table` here; the mapper's rows (and
+the tests' row model, `tests/row_models.py`) and the health row (`health.health_row`) are checked
+against it. Change a column here and every one of them must follow.
 """
 
 from __future__ import annotations
@@ -132,7 +132,11 @@ HEALTH_COLUMNS: tuple[Column, ...] = (
     Column("EventsSent", "long", "Events acknowledged by the Logs Ingestion API"),
     Column("EventsDeduplicated", "long", "Events skipped because they were already delivered"),
     Column("EventsSetAside", "long", "Events kept in the dead-letter table instead of sent"),
-    Column("SetAsideReasons", "dynamic", "Set-aside events per reason (fixed phrases)"),
+    Column(
+        "SetAsideReasons",
+        "dynamic",
+        "Set-aside events per reason code (malformed, oversize, refused, unsendable)",
+    ),
     Column("Pages", "long", "Activity API pages read"),
     Column("IngestionRequests", "long", "Logs Ingestion API requests sent"),
     Column("Retries", "long", "Retries of any request in this run"),

@@ -152,12 +152,6 @@ class Settings:
     def nordpass_host(self) -> str:
         return urlsplit(self.nordpass_endpoint_url).hostname or ""
 
-    @property
-    def lease_seconds(self) -> int:
-        # A run may hold the checkpoint for its budget plus the longest single request it can
-        # still have in flight (connect 10 s + read 30 s), plus slack.
-        return int(self.run_budget_seconds) + 60
-
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":

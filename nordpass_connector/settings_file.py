@@ -20,9 +20,13 @@ VALUES = "Values"
 def read_values(path: str | Path) -> dict[str, str]:
     """The file's `Values` as environment strings; raises SettingsFileError."""
     where = f"settings file {path}"
+    return _as_environment(_values_object(_read_text(path, where), where), where)
+
+
+def _read_text(path: str | Path, where: str) -> str:
     try:
         # utf-8-sig: editors on Windows often save JSON with a byte-order mark.
-        text = Path(path).read_text(encoding="utf-8-sig")
+        return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SettingsFileError(f"{where} not found") from None
     except IsADirectoryError:
@@ -33,6 +37,9 @@ def read_values(path: str | Path) -> dict[str, str]:
         raise SettingsFileError(f"{where} is not UTF-8 text") from None
     except OSError as exc:
         raise SettingsFileError(f"{where} cannot be read ({type(exc).__name__})") from None
+
+
+def _values_object(text: str, where: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -54,6 +61,10 @@ def read_values(path: str | Path) -> dict[str, str]:
         raise SettingsFileError(
             f'"{VALUES}" in {where} is a JSON {_kind(values)}, not an object of setting names and values'
         )
+    return values
+
+
+def _as_environment(values: dict[str, Any], where: str) -> dict[str, str]:
     out: dict[str, str] = {}
     unusable: list[str] = []
     for name, value in values.items():

@@ -87,3 +87,13 @@ class ServerThread:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+
+
+def wait_for_interrupt() -> None:
+    """Block the main thread while the server threads serve, until Ctrl-C (or a signal handler
+    that raises KeyboardInterrupt)."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -1,4 +1,4 @@
-"""The known NordPass event catalog (event-catalog.md) as data: 145 (event_type, action) pairs.
+"""The known NordPass event catalog (docs/event-catalog.md) as data: 145 (event_type, action) pairs.
 
 Grouped like the official workbook: AREA "admin" (Admin Panel), "vault" and "logins". Several
 actions appear under more than one type, so everything keys on the pair, never on the action.

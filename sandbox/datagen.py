@@ -4,10 +4,11 @@ Everything derives from `random.Random(seed)`: no wall clock, no `uuid4()`, no h
 The same seed and the same sequence of calls give byte-identical events, so tests can assert on
 exact content and the demo can be replayed.
 
-The events look like the API's JSON objects (`nordpass-api.md` §4): `type`, `action`, `timestamp`
-(Unix seconds), `organization_uuid`, `user` {uuid, email}, `initiator` (an e-mail) and a free-form
-`metadata` object carrying the keys public content relies on (`event-catalog.md`). Every address
-lives under reserved names (`*.example`) and documentation IP ranges, so nothing here is real.
+The events look like the API's JSON objects (docs/nordpass-api.md, "Response"): `type`, `action`,
+`timestamp` (Unix seconds), `organization_uuid`, `user` {uuid, email}, `initiator` (an e-mail) and a
+free-form `metadata` object carrying the keys public content relies on (docs/event-catalog.md,
+"`metadata` fields the content reads"). Every address lives under reserved names (`*.example`) and
+documentation IP ranges, so nothing here is real.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import copy
 import gc
 import itertools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,107 +264,15 @@ class EventFactory:
         self, pair: tuple[str, str], *, user: Person, actor: Person | None
     ) -> dict[str, Any]:
         event_type, action = pair
-        rng = self.rng
         area = catalog.AREA_OF.get(pair, "vault")
-        who = actor if actor is not None else user
-        habits = self.habits(who)
-        meta: dict[str, Any] = {}
-        if area == "admin":
-            meta["platform"] = "admin_panel"
-            meta["ip_address"] = habits.ip
-        else:
-            meta["platform"] = rng.choice(habits.platforms)
-            meta["ip_address"] = habits.ip
-
-        if event_type == "login":
-            meta["provider"] = habits.provider
-            if action == "user_login_failed":
-                meta["reason"] = rng.choice(("invalid_password", "invalid_password", "mfa_failed"))
-        elif event_type == "lock" and action == "master_failed":
-            meta["attempt"] = rng.randrange(1, 4)
-        elif pair == ("item_delete", "items_deleted"):
-            meta["items"] = self._items(rng.choice((1, 1, 1, 2, 3)))
-        elif pair == ("item_delete", "item_reassignment_deleted"):
-            meta["items"] = self._items(rng.randrange(1, 6))
-            meta["previous_owner_uuid"] = user.uuid
-        elif event_type in ("item_access", "password_health", "sharing_hub") or (
-            event_type == "totp" and area == "vault"
-        ):
-            if action in ("items_created", "items_updated", "items_imported", "items_imported_v2"):
-                meta["items"] = self._items(rng.choice((1, 1, 2)) if "imported" not in action else 0)
-                if "imported" in action:
-                    meta["items_count"] = rng.randrange(5, 400)
-                    meta["source"] = rng.choice(_IMPORT_SOURCES)
-            elif action == "items_imported_reused" or action == "items_imported_weak":
-                meta["items_count"] = rng.randrange(1, 40)
-            elif action == "vault_exported":
-                meta["items_count"] = rng.randrange(20, 800)
-                meta["format"] = rng.choice(("csv", "json"))
-            elif action.startswith("2fa_device"):
-                meta["device"] = rng.choice(("authenticator_app", "security_key"))
-            else:
-                item = self._items(1)[0]
-                meta["item_uuid"] = item["uuid"]
-                meta["item_type"] = item["type"]
-                if event_type != "sharing_hub":
-                    meta["shared"] = rng.random() < 0.25
-        elif event_type == "item_share":
-            item = self._items(1)[0]
-            meta["item_uuid"] = item["uuid"]
-            meta["item_type"] = item["type"]
-            target = rng.choice(self.org.staff)
-            meta["recipient_uuid"] = target.uuid
-            meta["permission"] = rng.choice(("read", "read", "edit", "owner"))
-            if action == "item_new_ttl_set":
-                meta["ttl_seconds"] = rng.choice((3600, 86400, 604800))
-        elif pair == ("access", "user_status_updated"):
-            meta["status"] = rng.choice(("suspended", "suspended", "active", "deleted"))
-            meta["previous_status"] = "active" if meta["status"] != "active" else "suspended"
-        elif pair == ("access", "user_email_updated"):
-            meta["previous_email"] = f"old.{user.email}"
-        elif pair == ("invites", "user_invited"):
-            count = rng.choice((1, 1, 1, 2, 5))
-            meta["emails"] = [f"new.user{rng.randrange(1000, 9999)}@{self.org.domain}" for _ in range(count)]
-            meta["role"] = "member"
-        elif pair == ("invites", "whitelisted_domains_updated"):
-            meta["domains"] = [self.org.domain]
-        elif pair == ("roles", "user_role_updated"):
-            meta["role"] = rng.choice(("admin", "member"))
-            meta["previous_role"] = "member" if meta["role"] == "admin" else "admin"
-        elif event_type == "groups" or event_type == "group_provisioning":
-            meta["group_uuid"] = _uuid(rng)
-            if action.startswith("group_users"):
-                meta["user_uuids"] = [p.uuid for p in rng.sample(self.org.staff, min(3, len(self.org.staff)))]
-        elif event_type == "domain":
-            meta["domain"] = self.org.domain
-        elif event_type == "integrations":
-            if action.startswith("activities_token"):
-                meta["token_name"] = rng.choice(("Microsoft Sentinel", "Sentinel prod", "SIEM"))
-                meta["integration"] = "microsoft_sentinel"
-            else:
-                meta["integration"] = "vanta"
-        elif event_type in ("oauth_credentials", "scim_credentials", "oauth_token_management"):
-            meta["credential_uuid"] = _uuid(rng)
-        elif event_type == "oauth_domain":
-            meta["domain"] = self.org.domain
-        elif pair == ("breach", "email_breached"):
-            meta["breach_name"] = rng.choice(_BREACHES)
-            meta["breached_email"] = user.email
-            meta["data_classes"] = ["email", "password"]
-        elif pair == ("breach", "domain_breached"):
-            meta["breach_name"] = rng.choice(_BREACHES)
-            meta["domain"] = self.org.domain
-            meta["breached_emails_count"] = rng.randrange(1, 12)
-        elif event_type in ("global_settings", "role_settings", "user_settings") or pair == (
-            "totp",
-            "global_settings_updated",
-        ):
-            meta["setting"] = rng.choice(
-                ("password_policy", "autofill", "sharing", "mfa_required", "session")
-            )
-        elif event_type == "checkout" or event_type == "billing":
-            meta["plan"] = "enterprise"
-            meta["seats"] = len(self.org.staff)
+        habits = self.habits(actor if actor is not None else user)
+        platform = "admin_panel" if area == "admin" else self.rng.choice(habits.platforms)
+        meta: dict[str, Any] = {"platform": platform, "ip_address": habits.ip}
+        # The pair's own keys where it has them, else its type's; the order of the random draws
+        # inside each builder is part of the seeded output.
+        build = _PAIR_METADATA.get(pair) or _TYPE_METADATA.get(event_type)
+        if build is not None:
+            meta.update(build(self, _MetaFor(event_type, action, area, user, habits)))
         return meta
 
     def background(
@@ -409,6 +318,198 @@ class EventFactory:
     def sweep(self, at: int) -> list[dict[str, Any]]:
         """One event of every catalog pair, all at `at` (catalog coverage in one call)."""
         return [self.event(t, a, at=at) for t, a in catalog.PAIRS]
+
+
+# -- default metadata, per event type or pair ------------------------------------------------
+
+
+@dataclass(slots=True)
+class _MetaFor:
+    """What a metadata builder may read about the event it fills in."""
+
+    event_type: str
+    action: str
+    area: str
+    user: Person
+    habits: _Habits
+
+
+_MetaBuilder = Callable[[EventFactory, _MetaFor], dict[str, Any]]
+
+
+def _one_item(f: EventFactory) -> dict[str, Any]:
+    item = f._items(1)[0]
+    return {"item_uuid": item["uuid"], "item_type": item["type"]}
+
+
+def _login_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    meta: dict[str, Any] = {"provider": e.habits.provider}
+    if e.action == "user_login_failed":
+        meta["reason"] = f.rng.choice(("invalid_password", "invalid_password", "mfa_failed"))
+    return meta
+
+
+def _master_failed_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"attempt": f.rng.randrange(1, 4)}
+
+
+def _items_deleted_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"items": f._items(f.rng.choice((1, 1, 1, 2, 3)))}
+
+
+def _reassignment_deleted_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"items": f._items(f.rng.randrange(1, 6)), "previous_owner_uuid": e.user.uuid}
+
+
+_ITEMS_WRITTEN = frozenset({"items_created", "items_updated", "items_imported", "items_imported_v2"})
+
+
+def _vault_item_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    """Item access, password health and sharing-hub events: the item(s) the event is about."""
+    rng, action = f.rng, e.action
+    meta: dict[str, Any] = {}
+    if action in _ITEMS_WRITTEN:
+        imported = "imported" in action
+        meta["items"] = f._items(rng.choice((1, 1, 2)) if not imported else 0)
+        if imported:
+            meta["items_count"] = rng.randrange(5, 400)
+            meta["source"] = rng.choice(_IMPORT_SOURCES)
+    elif action in ("items_imported_reused", "items_imported_weak"):
+        meta["items_count"] = rng.randrange(1, 40)
+    elif action == "vault_exported":
+        meta["items_count"] = rng.randrange(20, 800)
+        meta["format"] = rng.choice(("csv", "json"))
+    elif action.startswith("2fa_device"):
+        meta["device"] = rng.choice(("authenticator_app", "security_key"))
+    else:
+        meta.update(_one_item(f))
+        if e.event_type != "sharing_hub":
+            meta["shared"] = rng.random() < 0.25
+    return meta
+
+
+def _totp_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    # `totp` spans two areas: its vault pairs are item events, its admin pairs carry nothing.
+    return _vault_item_meta(f, e) if e.area == "vault" else {}
+
+
+def _item_share_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    rng = f.rng
+    meta = _one_item(f)
+    meta["recipient_uuid"] = rng.choice(f.org.staff).uuid
+    meta["permission"] = rng.choice(("read", "read", "edit", "owner"))
+    if e.action == "item_new_ttl_set":
+        meta["ttl_seconds"] = rng.choice((3600, 86400, 604800))
+    return meta
+
+
+def _user_status_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    status = f.rng.choice(("suspended", "suspended", "active", "deleted"))
+    return {"status": status, "previous_status": "active" if status != "active" else "suspended"}
+
+
+def _user_email_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"previous_email": f"old.{e.user.email}"}
+
+
+def _user_invited_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    rng = f.rng
+    count = rng.choice((1, 1, 1, 2, 5))
+    emails = [f"new.user{rng.randrange(1000, 9999)}@{f.org.domain}" for _ in range(count)]
+    return {"emails": emails, "role": "member"}
+
+
+def _whitelisted_domains_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"domains": [f.org.domain]}
+
+
+def _user_role_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    role = f.rng.choice(("admin", "member"))
+    return {"role": role, "previous_role": "member" if role == "admin" else "admin"}
+
+
+def _group_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    meta: dict[str, Any] = {"group_uuid": _uuid(f.rng)}
+    if e.action.startswith("group_users"):
+        staff = f.org.staff
+        meta["user_uuids"] = [p.uuid for p in f.rng.sample(staff, min(3, len(staff)))]
+    return meta
+
+
+def _org_domain_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"domain": f.org.domain}
+
+
+def _integration_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    if e.action.startswith("activities_token"):
+        name = f.rng.choice(("Microsoft Sentinel", "Sentinel prod", "SIEM"))
+        return {"token_name": name, "integration": "microsoft_sentinel"}
+    return {"integration": "vanta"}
+
+
+def _credential_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"credential_uuid": _uuid(f.rng)}
+
+
+def _email_breached_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {
+        "breach_name": f.rng.choice(_BREACHES),
+        "breached_email": e.user.email,
+        "data_classes": ["email", "password"],
+    }
+
+
+def _domain_breached_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {
+        "breach_name": f.rng.choice(_BREACHES),
+        "domain": f.org.domain,
+        "breached_emails_count": f.rng.randrange(1, 12),
+    }
+
+
+def _setting_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"setting": f.rng.choice(("password_policy", "autofill", "sharing", "mfa_required", "session"))}
+
+
+def _plan_meta(f: EventFactory, e: _MetaFor) -> dict[str, Any]:
+    return {"plan": "enterprise", "seats": len(f.org.staff)}
+
+
+# A pair's own builder wins over its type's.
+_PAIR_METADATA: dict[tuple[str, str], _MetaBuilder] = {
+    ("lock", "master_failed"): _master_failed_meta,
+    ("item_delete", "items_deleted"): _items_deleted_meta,
+    ("item_delete", "item_reassignment_deleted"): _reassignment_deleted_meta,
+    ("access", "user_status_updated"): _user_status_meta,
+    ("access", "user_email_updated"): _user_email_meta,
+    ("invites", "user_invited"): _user_invited_meta,
+    ("invites", "whitelisted_domains_updated"): _whitelisted_domains_meta,
+    ("roles", "user_role_updated"): _user_role_meta,
+    ("breach", "email_breached"): _email_breached_meta,
+    ("breach", "domain_breached"): _domain_breached_meta,
+    ("totp", "global_settings_updated"): _setting_meta,
+}
+_TYPE_METADATA: dict[str, _MetaBuilder] = {
+    "login": _login_meta,
+    "item_access": _vault_item_meta,
+    "password_health": _vault_item_meta,
+    "sharing_hub": _vault_item_meta,
+    "totp": _totp_meta,
+    "item_share": _item_share_meta,
+    "groups": _group_meta,
+    "group_provisioning": _group_meta,
+    "domain": _org_domain_meta,
+    "oauth_domain": _org_domain_meta,
+    "integrations": _integration_meta,
+    "oauth_credentials": _credential_meta,
+    "scim_credentials": _credential_meta,
+    "oauth_token_management": _credential_meta,
+    "global_settings": _setting_meta,
+    "role_settings": _setting_meta,
+    "user_settings": _setting_meta,
+    "checkout": _plan_meta,
+    "billing": _plan_meta,
+}
 
 
 # -- scripted incidents (what the analytic rules exist to catch) -----------------------------

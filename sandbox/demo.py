@@ -175,15 +175,9 @@ def shown(path: Path) -> str:
 def expected_ids(events: Iterable[Any]) -> Counter[str]:
     """The EventIds a perfect connector delivers for these source events (same rule as the
     connector: content digest + occurrence index among identical events)."""
-    seen: Counter[bytes] = Counter()
-    ids: Counter[str] = Counter()
-    for raw in events:
-        prepared = mapping.prepare(raw)
-        if isinstance(prepared, mapping.MalformedEvent):
-            continue  # set aside by the connector, never delivered
-        ids[mapping.event_id(prepared.digest, seen[prepared.digest])] += 1
-        seen[prepared.digest] += 1
-    return ids
+    # Malformed events are set aside by the connector, never delivered.
+    digests = [p.digest for p in map(mapping.prepare, events) if isinstance(p, mapping.PreparedEvent)]
+    return Counter(mapping.event_id(d, n) for d, n in zip(digests, mapping.occurrences(digests), strict=True))
 
 
 def check_port_free(port: int, what: str) -> None:
@@ -618,6 +612,139 @@ def start_stand_ins(stack: ExitStack, cfg: DemoConfig) -> StandIns:
     return StandIns(token, ingestion, azurite, sim, sim_token)
 
 
+@dataclass(frozen=True)
+class _Seeded:
+    """This run's start of the tenant's history: the state to save and what was generated."""
+
+    state: DemoState
+    generated: list[dict[str, Any]]
+    planted: list[datagen.Incident]  # scenarios only history can hold
+    note: str
+
+
+def _start_history(
+    cfg: DemoConfig, history: EventHistory, factory: datagen.EventFactory, anchor: int
+) -> _Seeded:
+    """A first run: `history_days` of activity ending at `anchor`, the last BACKFILL_DAYS in full."""
+    start = anchor - int(cfg.history_days * DAY)
+    backfill_start = anchor - BACKFILL_DAYS * DAY
+    # A quiet ten minutes around the backfill's cut-off, so "inside the backfill" does not
+    # depend on the exact second the first tick plans its first window.
+    generated = factory.background(start, backfill_start - 300, per_minute=cfg.per_minute / 4)
+    generated += factory.background(backfill_start + 300, anchor, per_minute=cfg.per_minute)
+    # Scenarios only history can hold (a brute force over days, admin work last night).
+    planted = demo_content.history_scenarios(factory, anchor)
+    generated += [event for incident in planted for event in incident.events]
+    state = DemoState(STATE_VERSION, cfg.seed, cfg.members, backfill_start, anchor, 0)
+    history.append(generated)
+    note = (
+        f"{_fmt(len(generated))} events over {cfg.history_days:g} days (backfill: the last {BACKFILL_DAYS})"
+    )
+    return _Seeded(state, generated, planted, note)
+
+
+def _extend_history(
+    cfg: DemoConfig, history: EventHistory, factory: datagen.EventFactory, now: int, state: DemoState
+) -> _Seeded:
+    """A later run: the activity of the time the demo was off, up to `now`."""
+    history.load()
+    from_earlier_runs = len(history.events)
+    gap = max(0, now - state.generated_to)
+    # A long pause between demo runs becomes "the connector was off": bound the catch-up.
+    rate = min(cfg.per_minute, 100_000 / max(1.0, gap / 60))
+    generated = factory.background(state.generated_to, now, per_minute=rate)
+    history.append(generated)
+    state.generated_to = now
+    note = f"{_fmt(from_earlier_runs)} events from earlier runs, {_fmt(len(generated))} new while the demo was off"
+    return _Seeded(state, generated, [], note)
+
+
+class _Ticker:
+    """Runs the timer function once per call and keeps each tick's line; also records when each
+    EventId first landed (the report's freshness chart)."""
+
+    def __init__(self, capture: RunReportCapture, ingestion: IngestionStandIn) -> None:
+        self.capture = capture
+        self.ingestion = ingestion
+        self.lines: list[TickLine] = []
+
+    def __call__(self, phase: str, new_events: int) -> TickLine:
+        t0 = time.monotonic()
+        report = call_timer(self.capture)
+        stamp = datetime.now(UTC).replace(tzinfo=None)
+        self.ingestion.store.sql(
+            f'INSERT INTO {INGESTION_TABLE} SELECT DISTINCT t."EventId", ? FROM {TABLE_NAME} t '
+            f'WHERE t."EventId" IS NOT NULL AND NOT EXISTS '
+            f'(SELECT 1 FROM {INGESTION_TABLE} d WHERE d."EventId" = t."EventId")',
+            [stamp],
+        )
+        line = TickLine.from_report(
+            report,
+            tick=len(self.lines) + 1,
+            phase=phase,
+            new_events=new_events,
+            seconds=round(time.monotonic() - t0, 1),
+        )
+        self.lines.append(line)
+        _out(_tick_text(line))
+        return line
+
+
+def _backfill(tick: _Ticker, cfg: DemoConfig, run: int, new_events: int) -> None:
+    """The first run's backfill (a later run's catch-up): ticks until caught up or failing."""
+    if cfg.max_backfill_ticks < 1:
+        return
+    phase = "backfill" if run == 1 else "catch-up"
+    line = tick(phase, new_events)
+    if line.outcome in ("busy", "conflict"):
+        raise DemoError(
+            "the checkpoint is still leased by an earlier demo run that was interrupted: wait about "
+            "40 seconds for the lease to expire and rerun, or rerun with --fresh"
+        )
+    if line.caught_up or line.outcome != "ok":
+        return
+    _until_caught_up(tick, phase, cfg.max_backfill_ticks - 1)
+
+
+def _until_caught_up(tick: _Ticker, phase: str, most: int) -> None:
+    """At most `most` ticks with nothing new, stopping at the first caught up or failing one."""
+    for _ in range(most):
+        line = tick(phase, 0)
+        if line.caught_up or line.outcome != "ok":
+            break
+
+
+@dataclass(frozen=True)
+class _GroundTruth:
+    """What should have landed (every event since the first backfill's start) against what did."""
+
+    expected: Counter[str]
+    delivered: Counter[str]
+    older: int  # generated but older than the first backfill: correctly never fetched
+
+    @classmethod
+    def of(cls, events: Sequence[dict[str, Any]], expected_from: int, landed: dict[str, int]) -> _GroundTruth:
+        expected_events = [e for e in events if int(e.get("timestamp", 0)) >= expected_from]
+        return cls(expected_ids(expected_events), Counter(landed), len(events) - len(expected_events))
+
+    @property
+    def exactly_once(self) -> int:
+        return sum(1 for k, n in self.expected.items() if self.delivered.get(k, 0) == n)
+
+    @property
+    def missing(self) -> int:
+        return sum(max(0, n - self.delivered.get(k, 0)) for k, n in self.expected.items())
+
+    @property
+    def duplicates(self) -> int:
+        expected = self.expected
+        return sum(max(0, n - expected.get(k, 0)) for k, n in self.delivered.items() if k in expected)
+
+    @property
+    def unexpected(self) -> int:
+        return sum(n for k, n in self.delivered.items() if k not in self.expected)
+
+
 def run_sandbox(cfg: DemoConfig) -> DemoResult:
     started = time.monotonic()
     started_wall = time.time()
@@ -646,31 +773,11 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         now = int(time.time())
         run = 1 if state is None else state.runs + 1
         factory = datagen.EventFactory(org, seed=cfg.seed * 1000 + run)
-        planted: list[datagen.Incident] = []
         if state is None:
-            anchor = now
-            start = anchor - int(cfg.history_days * DAY)
-            backfill_start = anchor - BACKFILL_DAYS * DAY
-            # A quiet ten minutes around the backfill's cut-off, so "inside the backfill" does not
-            # depend on the exact second the first tick plans its first window.
-            generated = factory.background(start, backfill_start - 300, per_minute=cfg.per_minute / 4)
-            generated += factory.background(backfill_start + 300, anchor, per_minute=cfg.per_minute)
-            # Scenarios only history can hold (a brute force over days, admin work last night).
-            planted = demo_content.history_scenarios(factory, anchor)
-            generated += [event for incident in planted for event in incident.events]
-            state = DemoState(STATE_VERSION, cfg.seed, cfg.members, backfill_start, anchor, 0)
-            history.append(generated)
-            note = f"{_fmt(len(generated))} events over {cfg.history_days:g} days (backfill: the last {BACKFILL_DAYS})"
+            seeded = _start_history(cfg, history, factory, now)
         else:
-            history.load()
-            from_earlier_runs = len(history.events)
-            gap = max(0, now - state.generated_to)
-            # A long pause between demo runs becomes "the connector was off": bound the catch-up.
-            rate = min(cfg.per_minute, 100_000 / max(1.0, gap / 60))
-            generated = factory.background(state.generated_to, now, per_minute=rate)
-            history.append(generated)
-            state.generated_to = now
-            note = f"{_fmt(from_earlier_runs)} events from earlier runs, {_fmt(len(generated))} new while the demo was off"
+            seeded = _extend_history(cfg, history, factory, now, state)
+        state, generated, planted, note = seeded.state, seeded.generated, seeded.planted, seeded.note
         state.runs = run
         save_state(cfg, state)
         sim.add(history.events)
@@ -696,42 +803,14 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         }
         # The history's scenarios land with the backfill, the first tick.
         records: list[ScriptedIncident] = [_incident_record(i, run, 1) for i in planted]
-        ticks: list[TickLine] = []
         this_run_generated = len(generated)
         capture = stack.enter_context(captured_reports())
-
-        def tick(phase: str, new_events: int) -> TickLine:
-            t0 = time.monotonic()
-            report = call_timer(capture)
-            stamp = datetime.now(UTC).replace(tzinfo=None)
-            ingestion.store.sql(
-                f'INSERT INTO {INGESTION_TABLE} SELECT DISTINCT t."EventId", ? FROM {TABLE_NAME} t '
-                f'WHERE t."EventId" IS NOT NULL AND NOT EXISTS '
-                f'(SELECT 1 FROM {INGESTION_TABLE} d WHERE d."EventId" = t."EventId")',
-                [stamp],
-            )
-            line = TickLine.from_report(
-                report,
-                tick=len(ticks) + 1,
-                phase=phase,
-                new_events=new_events,
-                seconds=round(time.monotonic() - t0, 1),
-            )
-            ticks.append(line)
-            _out(_tick_text(line))
-            return line
+        tick = _Ticker(capture, ingestion)
+        ticks = tick.lines
 
         _out("")
         # -- 1. first run: the 7-day backfill (or, later, the catch-up), until caught up -------
-        for _ in range(cfg.max_backfill_ticks):
-            line = tick("backfill" if run == 1 else "catch-up", this_run_generated if not ticks else 0)
-            if line.outcome in ("busy", "conflict") and len(ticks) == 1:
-                raise DemoError(
-                    "the checkpoint is still leased by an earlier demo run that was interrupted: wait about "
-                    "40 seconds for the lease to expire and rerun, or rerun with --fresh"
-                )
-            if line.caught_up or line.outcome != "ok":
-                break
+        _backfill(tick, cfg, run, this_run_generated)
         # -- 2. live ticks: new activity and the scripted incidents arrive between ticks ---------
         last = int(time.time())
         for i in range(cfg.live_ticks):
@@ -754,20 +833,9 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         save_state(cfg, state)
         # -- 3. drain: nothing new; wait out the safety delay so the newest events are readable --
         time.sleep(cfg.safety_delay + 1.0)
-        for _ in range(3):
-            line = tick("drain", 0)
-            if line.caught_up or line.outcome != "ok":
-                break
+        _until_caught_up(tick, "drain", 3)
 
-        # -- ground truth ----------------------------------------------------------------------
-        expected_events = [e for e in history.events if int(e.get("timestamp", 0)) >= state.expected_from]
-        expected = expected_ids(expected_events)
-        delivered = Counter(ingestion.event_id_counts())
-        exactly_once = sum(1 for k, n in expected.items() if delivered.get(k, 0) == n)
-        missing = sum(max(0, n - delivered.get(k, 0)) for k, n in expected.items())
-        duplicates = sum(max(0, n - expected.get(k, 0)) for k, n in delivered.items() if k in expected)
-        unexpected = sum(n for k, n in delivered.items() if k not in expected)
-        older = len(history.events) - len(expected_events)
+        truth = _GroundTruth.of(history.events, state.expected_from, ingestion.event_id_counts())
         # Close the stand-in now: its DuckDB file is read below for rules and charts.
         stack.close()
 
@@ -791,13 +859,13 @@ def run_sandbox(cfg: DemoConfig) -> DemoResult:
         run=run,
         state_dir=str(cfg.state_dir),
         generated=len(history.events),
-        older_than_backfill=older,
-        expected=sum(expected.values()),
-        delivered=sum(delivered.values()),
-        delivered_expected=exactly_once,
-        missing=missing,
-        duplicates=duplicates,
-        unexpected=unexpected,
+        older_than_backfill=truth.older,
+        expected=sum(truth.expected.values()),
+        delivered=sum(truth.delivered.values()),
+        delivered_expected=truth.exactly_once,
+        missing=truth.missing,
+        duplicates=truth.duplicates,
+        unexpected=truth.unexpected,
         this_run_generated=this_run_generated,
         this_run_sent=sum(t.sent for t in ticks),
         ticks=ticks,
@@ -921,20 +989,16 @@ def run_rules(con: Any, incidents: Sequence[ScriptedIncident], *, run: int) -> l
             )
             results.append(entry)
             continue
-        attributed: Counter[str] = Counter()
-        for row in rows:
-            incident = attribute(row, incidents)
-            if incident is None:
-                attributed["background"] += 1
-            elif incident.run != run:
-                attributed["earlier"] += 1
-            else:
-                attributed["scripted"] += 1
-                if key not in incident.detected_by:
-                    incident.detected_by.append(key)
-        entry.update(status="ran", hits=len(rows), attributed=dict(attributed))
+        found = demo_content.attribute_hits(
+            rows, incidents, key, run=run, attribute=attribute, by=_detected_by
+        )
+        entry.update(status="ran", hits=len(rows), attributed=found)
         results.append(entry)
     return results
+
+
+def _detected_by(incident: ScriptedIncident) -> list[str]:
+    return incident.detected_by
 
 
 def connector_page_status(con: Any) -> dict[str, Any]:

@@ -296,20 +296,41 @@ def run_hunting(
             entry.update(status=_status(exc), reason=str(exc).splitlines()[0][:160], hits=0)
             results.append(entry)
             continue
-        attributed: Counter[str] = Counter()
-        for row in rows:
-            incident = attribute(row, incidents)
-            if incident is None:
-                attributed["background"] += 1
-            elif incident.run != run:
-                attributed["earlier"] += 1
-            else:
-                attributed["scripted"] += 1
-                if query.key not in incident.hunted_by:
-                    incident.hunted_by.append(query.key)
-        entry.update(status="ran", hits=len(rows), attributed=dict(attributed))
+        found = attribute_hits(rows, incidents, query.key, run=run, attribute=attribute, by=_hunted_by)
+        entry.update(status="ran", hits=len(rows), attributed=found)
         results.append(entry)
     return results
+
+
+def _hunted_by(incident: Incident) -> list[str]:
+    return incident.hunted_by
+
+
+def attribute_hits(
+    rows: Sequence[dict[str, Any]],
+    incidents: Sequence[Any],
+    key: str,
+    *,
+    run: int,
+    attribute: Attribute,
+    by: Callable[[Any], list[str]],
+) -> dict[str, int]:
+    """How many result rows of rule or query `key` belong to this run's scenarios ("scripted"), an
+    earlier run's ("earlier") or neither ("background"); `key` joins `by(incident)` (the incident's
+    detected_by or hunted_by) of each scenario of this run it found."""
+    attributed: Counter[str] = Counter()
+    for row in rows:
+        incident = attribute(row, incidents)
+        if incident is None:
+            attributed["background"] += 1
+        elif incident.run != run:
+            attributed["earlier"] += 1
+        else:
+            attributed["scripted"] += 1
+            found_by = by(incident)
+            if key not in found_by:
+                found_by.append(key)
+    return dict(attributed)
 
 
 # -- output ------------------------------------------------------------------------------------------
@@ -339,46 +360,60 @@ def _view_text(view: dict[str, Any]) -> str:
 
 def summary_lines(result: dict[str, Any], width: int) -> list[str]:
     """The summary's `asim` and `hunting` blocks."""
+    return [*_asim_lines(result.get("asim") or {}, width), *_hunting_lines(result, width)]
+
+
+def _asim_lines(asim: dict[str, Any], width: int) -> list[str]:
     lines: list[str] = []
-    asim = result.get("asim") or {}
-    parts = []
-    for s in asim.get("schemas", []):
-        if s["status"] != "ran":
-            parts.append(f"{s['schema']} {s['version']}: {s['status']}")
-            continue
-        top = ", ".join(f"{b['event_type']}/{b['event_result']} {_fmt(b['count'])}" for b in s["by_type"][:3])
-        parts.append(f"{s['schema']} {s['version']}: {_fmt(s['rows'])} rows ({top})")
+    parts = [_schema_text(s) for s in asim.get("schemas", [])]
     if parts:
         lines.append(f"asim       {parts[0]}")
         lines += [f"           {p}" for p in parts[1:]]
     for view in asim.get("incidents", []):
         lines.append(f"  {view['incident']:<{width}}  -> {_view_text(view)}")
-    hunting = result.get("hunting") or []
-    if hunting:
-        ran = sum(1 for h in hunting if h["status"] == "ran")
-        names = {h["query"]: _short(h["name"]) for h in hunting}
-        lines.append(f"hunting    {len(hunting)} hunting queries, {ran} ran locally with duckdb-kql")
-        for incident in result.get("incidents", []):
-            hunted = incident.get("hunted_by") or []
-            if hunted or incident["name"] in EXPECTED_HUNTING:
-                found = ", ".join(names.get(k, k) for k in hunted) or "no hunting query found it"
-                lines.append(f"  {incident['name']:<{width}}  -> {found}")
-        background = [
-            f"{names[h['query']]} ({h['attributed']['background']})"
-            for h in hunting
-            if h["status"] == "ran" and h.get("attributed", {}).get("background")
-        ]
-        if background:
-            lines.append(f"  {'background':<{width}}  -> {'; '.join(background)}")
-        earlier = sum(int(h.get("attributed", {}).get("earlier", 0)) for h in hunting)
-        if earlier:
-            lines.append(f"  {'earlier runs':<{width}}  -> {earlier} hits on scenarios of earlier demo runs")
-        for h in hunting:
-            if h["status"] != "ran":
-                lines.append(f"  {names[h['query']]}: {h['status']} ({h.get('reason', '')})")
-            elif h.get("note") and not h.get("hits"):
-                lines.append(f"  {names[h['query']]}: quiet, as expected ({h['note']})")
     return lines
+
+
+def _schema_text(s: dict[str, Any]) -> str:
+    if s["status"] != "ran":
+        return f"{s['schema']} {s['version']}: {s['status']}"
+    top = ", ".join(f"{b['event_type']}/{b['event_result']} {_fmt(b['count'])}" for b in s["by_type"][:3])
+    return f"{s['schema']} {s['version']}: {_fmt(s['rows'])} rows ({top})"
+
+
+def _hunting_lines(result: dict[str, Any], width: int) -> list[str]:
+    hunting = result.get("hunting") or []
+    if not hunting:
+        return []
+    ran = sum(1 for h in hunting if h["status"] == "ran")
+    names = {h["query"]: _short(h["name"]) for h in hunting}
+    lines = [f"hunting    {len(hunting)} hunting queries, {ran} ran locally with duckdb-kql"]
+    for incident in result.get("incidents", []):
+        hunted = incident.get("hunted_by") or []
+        if hunted or incident["name"] in EXPECTED_HUNTING:
+            found = ", ".join(names.get(k, k) for k in hunted) or "no hunting query found it"
+            lines.append(f"  {incident['name']:<{width}}  -> {found}")
+    background = [
+        f"{names[h['query']]} ({h['attributed']['background']})"
+        for h in hunting
+        if h["status"] == "ran" and h.get("attributed", {}).get("background")
+    ]
+    if background:
+        lines.append(f"  {'background':<{width}}  -> {'; '.join(background)}")
+    earlier = sum(int(h.get("attributed", {}).get("earlier", 0)) for h in hunting)
+    if earlier:
+        lines.append(f"  {'earlier runs':<{width}}  -> {earlier} hits on scenarios of earlier demo runs")
+    lines += [line for h in hunting if (line := _query_note(h, names[h["query"]]))]
+    return lines
+
+
+def _query_note(h: dict[str, Any], name: str) -> str | None:
+    """A line for a hunting query that did not run, or that stayed quiet for a stated reason."""
+    if h["status"] != "ran":
+        return f"  {name}: {h['status']} ({h.get('reason', '')})"
+    if h.get("note") and not h.get("hits"):
+        return f"  {name}: quiet, as expected ({h['note']})"
+    return None
 
 
 def _e(text: object) -> str:

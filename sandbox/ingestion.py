@@ -51,9 +51,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from content.duckdb_types import DUCKDB_TYPES, table_columns
 from nordpass_connector import schema
 
-from ._uvicorn_thread import ServerThread
+from ._uvicorn_thread import ServerThread, wait_for_interrupt
 from .certs import CertPaths, ensure_certs
 
 API_VERSION = "2023-01-01"
@@ -129,19 +130,9 @@ class Call:
 
 # -- the row store -------------------------------------------------------------------------------
 
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "long": "BIGINT",
-    "real": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "datetime": "TIMESTAMP",
-    "dynamic": "JSON",
-}
-
 
 def _create_table_sql(table: schema.Table = schema.EVENTS) -> str:
-    cols = ", ".join(f'"{c.name}" {_SQL_TYPES[c.type]}' for c in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({table_columns(table)})"
 
 
 def _select_list(table: schema.Table, ref: Callable[[str], str], dynamic: Callable[[str], str]) -> str:
@@ -151,7 +142,7 @@ def _select_list(table: schema.Table, ref: Callable[[str], str], dynamic: Callab
         if c.type == "string":
             expr = ref(c.name)
         elif c.type in ("long", "real", "boolean"):
-            expr = f"TRY_CAST({ref(c.name)} AS {_SQL_TYPES[c.type]})"
+            expr = f"TRY_CAST({ref(c.name)} AS {DUCKDB_TYPES[c.type]})"
         elif c.type == "dynamic":
             expr = dynamic(c.name)
         else:
@@ -410,112 +401,158 @@ def _redacted(headers: Any) -> dict[str, str]:
     return {k: ("<redacted>" if k == "authorization" else v) for k, v in headers.items()}
 
 
+class _Exchange:
+    """One ingestion call in progress: what the call log records of it, whatever the answer."""
+
+    def __init__(self, b: _Behaviour, request: Request, wire: bytes, number: int) -> None:
+        self.b = b
+        self.request = request
+        self.dcr: str = request.path_params["dcr"]
+        self.stream: str = request.path_params["stream"]
+        self.wire = wire
+        self.number = number
+        self.received = datetime.now(UTC)
+        auth = request.headers.get("authorization", "")
+        self.auth_ok = auth.startswith("Bearer ") and (
+            b.expected_token is None or auth[7:] == b.expected_token
+        )
+        self.raw = b""  # the body once gunzipped
+        self.records = 0
+        self.fault: str | None = None
+
+    @property
+    def gzipped(self) -> bool:
+        return self.request.headers.get("content-encoding", "").lower() == "gzip"
+
+    def record(self, status: int) -> None:
+        """Log the call; status 0: no answer reached the client."""
+        call = Call(
+            number=self.number,
+            path=self.request.url.path,
+            dcr=self.dcr,
+            stream=self.stream,
+            api_version=self.request.query_params.get("api-version"),
+            headers=_redacted(self.request.headers),
+            auth_ok=self.auth_ok,
+            wire_bytes=len(self.wire),
+            raw_bytes=len(self.raw),
+            records=self.records,
+            status=status,
+            fault=self.fault,
+            received_at=self.received.timestamp(),
+            body=self.raw if self.b.keep_bodies else None,
+        )
+        with self.b.lock:
+            self.b.calls.append(call)
+
+    def answer(self, response: Response) -> Response:
+        self.record(response.status_code)
+        return response
+
+
+async def _ingest(b: _Behaviour, store: RowStore, request: Request) -> Response:
+    wire = await request.body()
+    number, fault = b.next_call(request.path_params["stream"])
+    ex = _Exchange(b, request, wire, number)
+    if b.latency:
+        await asyncio.sleep(b.latency)
+    if not ex.auth_ok:
+        return ex.answer(
+            _error(401, "InvalidToken", "The provided access token is missing, invalid or expired.")
+        )
+    if fault is not None:
+        scripted = await _scripted_answer(ex, fault)
+        if scripted is not None:
+            return scripted
+    return await _deliver(ex, store)
+
+
+async def _scripted_answer(ex: _Exchange, fault: Fault) -> Response | None:
+    """The answer a scripted fault gives, or None when the call goes on (a stall that accepts)."""
+    ex.fault = f"{fault.kind}:{fault.status}" if fault.kind == "status" else fault.kind
+    if fault.kind == "drop":
+        transport = ex.request.scope.get("sandbox.transport")
+        ex.record(0)
+        if transport is not None:
+            transport.abort()
+        return Response(status_code=500)  # never reaches the client: the socket is gone
+    if fault.kind == "stall":
+        if await _stall(ex.request, fault.stall_seconds):
+            # The client gave up (its read timeout): Azure may still have stored the rows.
+            if not fault.accept:
+                ex.record(0)
+                return Response(status_code=503)
+        elif not fault.accept:
+            return ex.answer(_error(503, "ServiceUnavailable", "stalled request (scripted)"))
+        return None
+    if fault.status == 400:
+        ex.b.remember_refused(ex.wire, ex.gzipped)
+    return ex.answer(_fault_response(fault, ex.dcr))
+
+
+async def _deliver(ex: _Exchange, store: RowStore) -> Response:
+    """A call past authentication and faults: checked as Azure checks it, then stored."""
+    b = ex.b
+    health = ex.stream == b.health_stream_name
+    problem = _address_problem(ex, health=health)
+    if problem is not None:
+        return ex.answer(problem)
+    rows = _body_rows(ex)
+    if isinstance(rows, Response):
+        return ex.answer(rows)
+    ex.records = len(rows)
+    if b.refuses(ex.raw, rows):
+        ex.fault = "refused"
+        return ex.answer(
+            _error(400, b.refuse_code, "The request contains a record that could not be ingested.")
+        )
+    if rows:
+        await run_in_threadpool(store.add_health if health else store.add, ex.raw, rows, ex.received)
+    return ex.answer(Response(status_code=204))
+
+
+def _address_problem(ex: _Exchange, *, health: bool) -> Response | None:
+    """The error for a call without an api-version, or to an unknown DCR or stream."""
+    if ex.request.query_params.get("api-version") is None:
+        return _error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
+    if ex.dcr != ex.b.dcr_immutable_id:
+        return _error(404, "NotFound", f"Data collection rule with immutable Id '{ex.dcr}' not found.")
+    if ex.stream != ex.b.stream_name and not health:
+        message = f"Stream '{ex.stream}' is not declared in the data collection rule."
+        return _error(404, "InvalidStream", message)
+    return None
+
+
+def _body_rows(ex: _Exchange) -> list[Any] | Response:
+    """The body's records, or the error for a body too large, badly encoded or not a JSON array.
+    Sets `ex.raw` (the call log counts its bytes) once it is gunzipped."""
+    limit = ex.b.max_request_bytes
+    too_large = f"ContentLengthLimitExceeded: Maximum allowed content length: {limit} bytes."
+    if len(ex.wire) > limit:
+        return _error(413, "ContentLengthLimitExceeded", too_large)
+    raw = ex.wire
+    if ex.gzipped:
+        try:
+            raw = _gunzip(ex.wire, limit)
+        except (OSError, EOFError, zlib.error):
+            return _error(400, "InvalidContentEncoding", "The body is not valid gzip.")
+        except OverflowError:
+            return _error(413, "ContentLengthLimitExceeded", too_large)
+    ex.raw = raw
+    if len(raw) > limit:
+        return _error(413, "ContentLengthLimitExceeded", too_large)
+    try:
+        rows = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _error(400, "InvalidContent", "The request body is not valid JSON.")
+    if not isinstance(rows, list):
+        return _error(400, "InvalidContent", "The request body must be a JSON array.")
+    return rows
+
+
 def _build_app(b: _Behaviour, store: RowStore) -> Any:
     async def ingest(request: Request) -> Response:
-        dcr = request.path_params["dcr"]
-        stream = request.path_params["stream"]
-        wire = await request.body()
-        number, fault = b.next_call(stream)
-        received = datetime.now(UTC)
-        auth = request.headers.get("authorization", "")
-        auth_ok = auth.startswith("Bearer ") and (b.expected_token is None or auth[7:] == b.expected_token)
-        state: dict[str, Any] = {"raw": b"", "records": 0, "fault": None}
-
-        def record(status: int) -> None:
-            call = Call(
-                number=number,
-                path=request.url.path,
-                dcr=dcr,
-                stream=stream,
-                api_version=request.query_params.get("api-version"),
-                headers=_redacted(request.headers),
-                auth_ok=auth_ok,
-                wire_bytes=len(wire),
-                raw_bytes=len(state["raw"]),
-                records=state["records"],
-                status=status,
-                fault=state["fault"],
-                received_at=received.timestamp(),
-                body=state["raw"] if b.keep_bodies else None,
-            )
-            with b.lock:
-                b.calls.append(call)
-
-        def answer(response: Response) -> Response:
-            record(response.status_code)
-            return response
-
-        if b.latency:
-            await asyncio.sleep(b.latency)
-        if not auth_ok:
-            return answer(
-                _error(401, "InvalidToken", "The provided access token is missing, invalid or expired.")
-            )
-        if fault is not None:
-            state["fault"] = f"{fault.kind}:{fault.status}" if fault.kind == "status" else fault.kind
-            if fault.kind == "drop":
-                transport = request.scope.get("sandbox.transport")
-                record(0)
-                if transport is not None:
-                    transport.abort()
-                return Response(status_code=500)  # never reaches the client: the socket is gone
-            if fault.kind == "stall":
-                if await _stall(request, fault.stall_seconds):
-                    # The client gave up (its read timeout): Azure may still have stored the rows.
-                    if not fault.accept:
-                        record(0)
-                        return Response(status_code=503)
-                elif not fault.accept:
-                    return answer(_error(503, "ServiceUnavailable", "stalled request (scripted)"))
-            else:
-                if fault.status == 400:
-                    b.remember_refused(wire, request.headers.get("content-encoding", "").lower() == "gzip")
-                return answer(_fault_response(fault, dcr))
-        if request.query_params.get("api-version") is None:
-            return answer(
-                _error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
-            )
-        if dcr != b.dcr_immutable_id:
-            return answer(
-                _error(404, "NotFound", f"Data collection rule with immutable Id '{dcr}' not found.")
-            )
-        health = stream == b.health_stream_name and stream is not None
-        if stream != b.stream_name and not health:
-            return answer(
-                _error(
-                    404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule."
-                )
-            )
-        limit = b.max_request_bytes
-        too_large = f"ContentLengthLimitExceeded: Maximum allowed content length: {limit} bytes."
-        if len(wire) > limit:
-            return answer(_error(413, "ContentLengthLimitExceeded", too_large))
-        raw = wire
-        if request.headers.get("content-encoding", "").lower() == "gzip":
-            try:
-                raw = _gunzip(wire, limit)
-            except (OSError, EOFError, zlib.error):
-                return answer(_error(400, "InvalidContentEncoding", "The body is not valid gzip."))
-            except OverflowError:
-                return answer(_error(413, "ContentLengthLimitExceeded", too_large))
-        state["raw"] = raw
-        if len(raw) > limit:
-            return answer(_error(413, "ContentLengthLimitExceeded", too_large))
-        try:
-            rows = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return answer(_error(400, "InvalidContent", "The request body is not valid JSON."))
-        if not isinstance(rows, list):
-            return answer(_error(400, "InvalidContent", "The request body must be a JSON array."))
-        state["records"] = len(rows)
-        if b.refuses(raw, rows):
-            state["fault"] = "refused"
-            return answer(
-                _error(400, b.refuse_code, "The request contains a record that could not be ingested.")
-            )
-        if rows:
-            await run_in_threadpool(store.add_health if health else store.add, raw, rows, received)
-        return answer(Response(status_code=204))
+        return await _ingest(b, store, request)
 
     async def calls(request: Request) -> JSONResponse:
         with b.lock:
@@ -904,11 +941,7 @@ def main(argv: list[str] | None = None) -> None:
     with stand_in:
         stand_in.set_latency(args.latency_ms)
         print(f"endpoint={stand_in.endpoint} ca={stand_in.ca_file}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
 
 
 if __name__ == "__main__":

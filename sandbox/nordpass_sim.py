@@ -1,6 +1,6 @@
 """A NordPass Activity API simulator over real HTTP (starlette on uvicorn, loopback only).
 
-It serves ``POST /activities/query`` as `nordpass-api.md` describes it, and lets tests, the demo and
+It serves ``POST /activities/query`` as docs/nordpass-api.md describes it, and lets tests, the demo and
 the benchmark turn every UNKNOWN of that contract into a knob: sort order, bound inclusivity, a
 server-side ``per_page`` cap, late events, and faults (429 with or without ``Retry-After``, 5xx,
 slow answers, dropped connections, non-JSON bodies).
@@ -256,21 +256,7 @@ class NordPassSimulator:
             changes["fault_kinds"] = tuple(changes["fault_kinds"])
         with self._lock:
             updated = replace(self.knobs, **changes)
-            if updated.order not in ORDERS:
-                raise ValueError(f"order must be one of {ORDERS}")
-            if updated.over_max_span not in ("reject", "clamp"):
-                raise ValueError("over_max_span must be 'reject' or 'clamp'")
-            bad = [k for k in updated.fault_kinds if k not in FAULT_KINDS]
-            if bad:
-                raise ValueError(f"unknown fault kinds {bad}; known: {FAULT_KINDS}")
-            if updated.max_per_page is not None and updated.max_per_page < 1:
-                raise ValueError("max_per_page must be >= 1")
-            for name in ("repeat_page", "short_page"):
-                value = getattr(updated, name)
-                if value is not None and value < 1 + (name == "repeat_page"):
-                    raise ValueError(f"{name} must be a page number (repeat_page >= 2)")
-            if updated.short_by < 1:
-                raise ValueError("short_by must be >= 1")
+            _check_knobs(updated)
             if {"repeat_page", "repeat_page_times"} & set(changes):
                 self._repeats_left = updated.repeat_page_times
             if {"short_page", "short_page_times"} & set(changes):
@@ -456,14 +442,9 @@ class NordPassSimulator:
         knobs: Knobs,
         fault: str | None,
     ) -> Response:
-        if not authorized:
-            return _error(401, "unauthorized", "invalid or missing token")
-        if knobs.auth_status is not None:
-            return _error(
-                knobs.auth_status,
-                "forbidden" if knobs.auth_status == 403 else "unauthorized",
-                "token revoked or expired",
-            )
+        refused = _auth_refusal(authorized, knobs)
+        if refused is not None:
+            return refused
         if fault is not None:
             early = await self._fault_response(request, fault, knobs)
             if early is not None:
@@ -476,6 +457,25 @@ class NordPassSimulator:
             return parsed
         start, end, page, per_page, requested = parsed
         record.page, record.per_page = page, per_page
+        blobs, total = self._page_blobs(record, knobs, start, end, page, per_page)
+        record.returned = len(blobs)
+        record.total = total
+        announced = requested if knobs.hide_page_cap else per_page
+        meta = {
+            "total": total,
+            "per_page": announced,
+            "current_page": page,
+            "total_pages": math.ceil(total / announced) if announced else 0,
+        }
+        if fault is not None and fault in _BROKEN_PAGES:
+            return _BROKEN_PAGES[fault](meta)
+        payload = b'{"data":[' + b",".join(blobs) + b'],"metadata":' + orjson.dumps(meta) + b"}"
+        return Response(payload, 200, media_type="application/json")
+
+    def _page_blobs(
+        self, record: RequestRecord, knobs: Knobs, start: int, end: int, page: int, per_page: int
+    ) -> tuple[list[bytes], int]:
+        """The page's serialised events as served (page faults applied) and the window's total."""
         with self._lock:
             self._promote_due()
             blobs, total = self._select(start, end, page, per_page, knobs.order, knobs, record.index)
@@ -487,32 +487,7 @@ class NordPassSimulator:
                 blobs = blobs[: max(0, len(blobs) - knobs.short_by)]
         if knobs.lone_surrogates:
             blobs = [_cut_surrogates(b) for b in blobs]
-        record.returned = len(blobs)
-        record.total = total
-        announced = requested if knobs.hide_page_cap else per_page
-        meta = {
-            "total": total,
-            "per_page": announced,
-            "current_page": page,
-            "total_pages": math.ceil(total / announced) if announced else 0,
-        }
-        payload = b'{"data":[' + b",".join(blobs) + b'],"metadata":' + orjson.dumps(meta) + b"}"
-        if fault == "garbage":
-            return Response(b"<html><body>502 Bad Gateway</body></html>", 200, media_type="text/html")
-        if fault == "bad-shape":
-            return Response(
-                b'{"data": {"unexpected": true}, "metadata": []}', 200, media_type="application/json"
-            )
-        if fault == "bad-gzip":
-            return Response(
-                b"definitely not gzip",
-                200,
-                headers={"Content-Encoding": "gzip"},
-                media_type="application/json",
-            )
-        if fault == "no-data":
-            return Response(b'{"metadata": ' + orjson.dumps(meta) + b"}", 200, media_type="application/json")
-        return Response(payload, 200, media_type="application/json")
+        return blobs, total
 
     async def _fault_response(self, request: Request, fault: str, knobs: Knobs) -> Response | None:
         if fault == "429":
@@ -557,45 +532,27 @@ class NordPassSimulator:
         return True
 
     def _parse(self, body: dict[str, Any], knobs: Knobs) -> tuple[int, int, int, int, int] | Response:
-        def integer(name: str, default: int | None) -> int | Response | None:
-            value = body.get(name, default)
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int):
-                return _error(400, "bad_request", f"{name} must be an integer")
-            return value
-
-        got: dict[str, Any] = {}
-        for name, default in (
-            ("timestamp_from", None),
-            ("timestamp_to", None),
-            ("page", 1),
-            ("per_page", knobs.default_per_page),
-        ):
-            value = integer(name, default)
-            if isinstance(value, Response):
-                return value
-            got[name] = value
+        got = _integers(
+            body,
+            (
+                ("timestamp_from", None),
+                ("timestamp_to", None),
+                ("page", 1),
+                ("per_page", knobs.default_per_page),
+            ),
+        )
+        if isinstance(got, Response):
+            return got
         page, per_page = got["page"], got["per_page"]
         if page < 1 or per_page < 1:
             return _error(400, "bad_request", "page and per_page must be >= 1")
         requested = per_page
         if knobs.max_per_page is not None:
             per_page = min(per_page, knobs.max_per_page)
-        now = int(self.now())
-        start, end = got["timestamp_from"], got["timestamp_to"]
-        # Only the no-bounds default (last 7 days) is documented; the one-bound cases follow the
-        # most plausible reading: an open upper bound is "now", an open lower bound is 7 days back.
-        if end is None:
-            end = now
-        if start is None:
-            start = end - DEFAULT_WINDOW
-        if end < start:
-            return _error(400, "bad_request", "timestamp_to is before timestamp_from")
-        if end - start > MAX_SPAN:
-            if knobs.over_max_span == "reject":
-                return _error(400, "bad_request", "the filter span may be at most 90 days")
-            start = end - MAX_SPAN
+        window = _filter_window(got["timestamp_from"], got["timestamp_to"], int(self.now()), knobs)
+        if isinstance(window, Response):
+            return window
+        start, end = window
         return start, end, page, per_page, requested
 
     def _select(
@@ -706,6 +663,83 @@ def _cut_surrogates(blob: bytes) -> bytes:
         return b"\\u%04x" % (0xD800 + ((code - 0x10000) >> 10))
 
     return _ASTRAL.sub(high, blob)
+
+
+def _auth_refusal(authorized: bool, knobs: Knobs) -> Response | None:
+    if not authorized:
+        return _error(401, "unauthorized", "invalid or missing token")
+    if knobs.auth_status is not None:
+        return _error(
+            knobs.auth_status,
+            "forbidden" if knobs.auth_status == 403 else "unauthorized",
+            "token revoked or expired",
+        )
+    return None
+
+
+# Faults answered with a broken 200 once the page is known (the metadata goes into "no-data").
+_BROKEN_PAGES: dict[str, Callable[[dict[str, Any]], Response]] = {
+    "garbage": lambda meta: Response(
+        b"<html><body>502 Bad Gateway</body></html>", 200, media_type="text/html"
+    ),
+    "bad-shape": lambda meta: Response(
+        b'{"data": {"unexpected": true}, "metadata": []}', 200, media_type="application/json"
+    ),
+    "bad-gzip": lambda meta: Response(
+        b"definitely not gzip", 200, headers={"Content-Encoding": "gzip"}, media_type="application/json"
+    ),
+    "no-data": lambda meta: Response(
+        b'{"metadata": ' + orjson.dumps(meta) + b"}", 200, media_type="application/json"
+    ),
+}
+
+
+def _integers(body: dict[str, Any], names: Sequence[tuple[str, int | None]]) -> dict[str, Any] | Response:
+    """The named integer fields of a query body (a default when absent), or the 400 for the first
+    that is not an integer."""
+    got: dict[str, Any] = {}
+    for name, default in names:
+        value = body.get(name, default)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return _error(400, "bad_request", f"{name} must be an integer")
+        got[name] = value
+    return got
+
+
+def _filter_window(start: int | None, end: int | None, now: int, knobs: Knobs) -> tuple[int, int] | Response:
+    """The [start, end] a query filters on, or the 400 for a window the API refuses."""
+    # Only the no-bounds default (last 7 days) is documented; the one-bound cases follow the
+    # most plausible reading: an open upper bound is "now", an open lower bound is 7 days back.
+    if end is None:
+        end = now
+    if start is None:
+        start = end - DEFAULT_WINDOW
+    if end < start:
+        return _error(400, "bad_request", "timestamp_to is before timestamp_from")
+    if end - start > MAX_SPAN:
+        if knobs.over_max_span == "reject":
+            return _error(400, "bad_request", "the filter span may be at most 90 days")
+        start = end - MAX_SPAN
+    return start, end
+
+
+def _check_knobs(knobs: Knobs) -> None:
+    """Raise ValueError for the first knob whose value the simulator cannot serve."""
+    if knobs.order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}")
+    if knobs.over_max_span not in ("reject", "clamp"):
+        raise ValueError("over_max_span must be 'reject' or 'clamp'")
+    bad = [k for k in knobs.fault_kinds if k not in FAULT_KINDS]
+    if bad:
+        raise ValueError(f"unknown fault kinds {bad}; known: {FAULT_KINDS}")
+    if knobs.max_per_page is not None and knobs.max_per_page < 1:
+        raise ValueError("max_per_page must be >= 1")
+    for name in ("repeat_page", "short_page"):
+        value = getattr(knobs, name)
+        if value is not None and value < 1 + (name == "repeat_page"):
+            raise ValueError(f"{name} must be a page number (repeat_page >= 2)")
+    if knobs.short_by < 1:
+        raise ValueError("short_by must be >= 1")
 
 
 def _filter_time(event: Any) -> int:

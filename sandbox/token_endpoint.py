@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ._uvicorn_thread import ServerThread
+from ._uvicorn_thread import ServerThread, wait_for_interrupt
 
 TOKEN_PATH = "/msi/token"
 API_VERSION = "2019-08-01"
@@ -214,11 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in ep.environment().items():
             print(f"{key}={value}", flush=True)
         print("unset " + " ".join(CONFLICTING_VARIABLES), flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from nordpass_connector.composition import build_connector, run_timer_tick
-from nordpass_connector.mapping import MalformedEvent, canonical_digest, event_id, prepare
+from nordpass_connector.mapping import MalformedEvent, canonical_digest, event_id, occurrences, prepare
 from nordpass_connector.pipeline import Connector, RunFailed, run_once
 from nordpass_connector.report import RunReport
 from nordpass_connector.retry import RetryPolicy
@@ -59,13 +59,8 @@ class SteppedClock:
 
 def expected_ids(events: Iterable[Any]) -> Counter[str]:
     """Ground truth: the EventIds a perfect connector delivers for these source events."""
-    seen: Counter[bytes] = Counter()
-    ids: Counter[str] = Counter()
-    for raw in events:
-        digest = canonical_digest(raw)
-        ids[event_id(digest, seen[digest])] += 1
-        seen[digest] += 1
-    return ids
+    digests = [canonical_digest(raw) for raw in events]
+    return Counter(event_id(d, n) for d, n in zip(digests, occurrences(digests), strict=True))
 
 
 def deliverable(events: Iterable[Any]) -> list[Any]:

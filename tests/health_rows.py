@@ -11,6 +11,7 @@ from typing import Any
 from content import localrun
 from nordpass_connector import health
 from nordpass_connector.errors import SourceAuthError
+from nordpass_connector.isotime import iso_utc
 from nordpass_connector.report import RunReport
 
 MINUTE = timedelta(minutes=1)
@@ -51,11 +52,11 @@ class RunLog:
                 crash_class=CRASH_CLASS,
             )
         else:
-            report = RunReport(run_id=f"r{len(self.rows)}", started_at=health.iso(now - 20))
+            report = RunReport(run_id=f"r{len(self.rows)}", started_at=iso_utc(int(now - 20)))
             report.outcome, report.sent, report.fetched = outcome, sent, max(fetched, sent)
             report.duration_seconds = 2.5
             if outcome == "ok":
-                report.caught_up, report.newest_event, report.lag_seconds = True, health.iso(now - 60), 60.0
+                report.caught_up, report.newest_event, report.lag_seconds = True, iso_utc(int(now - 60)), 60.0
             elif outcome == "failed":
                 report.error_class, report.error = "SourceAuthError", AUTH_ERROR
             else:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from azure.data.tables import TableClient
 
+from nordpass_connector.composition import run_from_environment
 from nordpass_connector.errors import ConfigurationError, SinkAuthError, SinkConfigError, SourceAuthError
 from nordpass_connector.pipeline import RunFailed, run_once
-from nordpass_connector.settings import load_settings
 from sandbox.datagen import EventFactory
-from tests.harness import Sandbox
+from tests.harness import FAST_RETRIES, Sandbox
 
 DAY = 86_400
 
@@ -43,15 +43,31 @@ def test_rejected_token_is_actionable_and_nothing_is_lost(
 
 
 def test_missing_settings_are_all_named_before_anything_is_contacted(sandbox: Sandbox) -> None:
-    environ = sandbox.environ()
-    for name in ("NORDPASS_TOKEN", "DCR_IMMUTABLE_ID", "AzureWebJobsStorage"):
+    # The token and the NordPass URL stay valid: a run that reached for NordPass (or the DCR, or the
+    # checkpoint table) before checking the rest would leave a request behind here.
+    environ = sandbox.environ() | {"NORDPASS_PAGE_SIZE": "0"}
+    for name in ("DCR_IMMUTABLE_ID", "AzureWebJobsStorage"):
         environ.pop(name)
+    environ["AzureWebJobsStorage__accountName"] = ""
+    nordpass_before = len(sandbox.sim.requests)
+    ingestion_before = len(sandbox.ingestion.calls)
     with pytest.raises(ConfigurationError) as caught:
-        load_settings(environ)
-    text = caught.value.describe()
-    for name in ("NORDPASS_TOKEN", "DCR_IMMUTABLE_ID", "AzureWebJobsStorage"):
-        assert name in text
-    assert sandbox.sim.requests == []
+        run_from_environment(environ, clock=sandbox.clock, retry_policy=FAST_RETRIES)
+    assert [p.split(" ", 1)[0] for p in caught.value.problems] == [
+        "DCR_IMMUTABLE_ID",
+        "checkpoint",
+        "NORDPASS_PAGE_SIZE",
+    ]
+    assert len(sandbox.sim.requests) == nordpass_before
+    assert len(sandbox.ingestion.calls) == ingestion_before
+    # The same settings with the missing ones filled in do reach NordPass: the check above counts
+    # requests the run would make.
+    environ.update(
+        {k: v for k, v in sandbox.environ().items() if k in ("DCR_IMMUTABLE_ID", "AzureWebJobsStorage")}
+    )
+    environ.pop("NORDPASS_PAGE_SIZE")
+    run_from_environment(environ, clock=sandbox.clock, retry_policy=FAST_RETRIES)
+    assert len(sandbox.sim.requests) > nordpass_before
 
 
 def test_ingestion_403_explains_the_role_and_loses_nothing(

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nordpass_connector.cursor import LEDGER_CHUNK_BYTES, Checkpoint, HeldWindow
+from nordpass_connector.adapters.table_store import LEDGER_CHUNK_BYTES, decode_checkpoint, encode_checkpoint
+from nordpass_connector.checkpoint import Checkpoint, HeldWindow
 from nordpass_connector.errors import CheckpointDamaged
 from nordpass_connector.health import HealthRecord, merge_report
 from nordpass_connector.ports import Window
@@ -43,7 +44,7 @@ held = st.lists(
 def decoded(fields: dict[str, Any]) -> Checkpoint | CheckpointDamaged:
     """The decoded checkpoint, or the CheckpointDamaged it raised (any other exception escapes)."""
     try:
-        return Checkpoint.from_fields(fields)
+        return decode_checkpoint(fields)
     except CheckpointDamaged as damage:
         return damage
 
@@ -67,7 +68,7 @@ def checkpoint(ledger: list[tuple[bytes, int]], held_windows: list[HeldWindow]) 
 @given(entries, held)
 def test_a_checkpoint_round_trips(ledger: list[tuple[bytes, int]], held_windows: list[HeldWindow]) -> None:
     cp = checkpoint(ledger, held_windows)
-    back = Checkpoint.from_fields(cp.to_fields())
+    back = decode_checkpoint(encode_checkpoint(cp))
     assert back.ledger.entries == cp.ledger.entries
     assert (back.floor, back.current, back.done_to, back.newest_delivered) == (
         cp.floor,
@@ -81,11 +82,11 @@ def test_a_checkpoint_round_trips(ledger: list[tuple[bytes, int]], held_windows:
 @settings(max_examples=200, deadline=None)
 @given(entries.filter(bool), st.data())
 def test_a_truncated_ledger_is_named(ledger: list[tuple[bytes, int]], data: st.DataObject) -> None:
-    fields = checkpoint(ledger, []).to_fields()
+    fields = encode_checkpoint(checkpoint(ledger, []))
     cut = data.draw(st.integers(0, len(fields["Ledger0"]) - 1))
     fields["Ledger0"] = fields["Ledger0"][:cut]
     with pytest.raises(CheckpointDamaged) as caught:
-        Checkpoint.from_fields(fields)
+        decode_checkpoint(fields)
     assert caught.value.property in ("Ledger0", "LedgerEvents")
 
 
@@ -94,7 +95,7 @@ def test_a_truncated_ledger_is_named(ledger: list[tuple[bytes, int]], data: st.D
 def test_a_bit_flip_in_any_stored_bytes_or_text_is_named(
     ledger: list[tuple[bytes, int]], held_windows: list[HeldWindow], data: st.DataObject
 ) -> None:
-    fields = checkpoint(ledger, held_windows).to_fields()
+    fields = encode_checkpoint(checkpoint(ledger, held_windows))
     name = data.draw(st.sampled_from(["Ledger0", "LedgerCrcs", "Held"]))
     raw = fields[name] if isinstance(fields[name], bytes) else fields[name].encode()
     bit = data.draw(st.integers(0, len(raw) * 8 - 1))
@@ -128,7 +129,7 @@ WRONG_TYPES = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(entries, st.data())
 def test_a_property_of_the_wrong_type_is_named(ledger: list[tuple[bytes, int]], data: st.DataObject) -> None:
-    fields = checkpoint(ledger, []).to_fields()
+    fields = encode_checkpoint(checkpoint(ledger, []))
     name = data.draw(st.sampled_from(sorted(fields)))
     wrong = data.draw(WRONG_TYPES.filter(lambda v: type(v) is not type(fields[name])))
     fields[name] = wrong
@@ -145,7 +146,7 @@ def test_a_property_of_the_wrong_type_is_named(ledger: list[tuple[bytes, int]], 
 def test_a_bit_flip_in_a_stored_integer_decodes_or_is_named(
     ledger: list[tuple[bytes, int]], data: st.DataObject
 ) -> None:
-    fields = checkpoint(ledger, []).to_fields()
+    fields = encode_checkpoint(checkpoint(ledger, []))
     name = data.draw(st.sampled_from([k for k, v in sorted(fields.items()) if type(v) is int]))
     fields[name] ^= 1 << data.draw(st.integers(0, 63))
     back = decoded(fields)
@@ -157,22 +158,22 @@ def test_a_missing_chunk_and_a_short_middle_chunk_are_named() -> None:
     cp = Checkpoint(floor=T0)
     for i in range(LEDGER_CHUNK_BYTES // 16 + 10):  # two chunks
         cp.ledger.add(i.to_bytes(8, "big"), T0)
-    fields = cp.to_fields()
+    fields = encode_checkpoint(cp)
     assert fields["LedgerChunks"] == 2
     short = dict(fields, Ledger0=fields["Ledger0"][:-16])
     with pytest.raises(CheckpointDamaged, match="Ledger0"):
-        Checkpoint.from_fields(short)
+        decode_checkpoint(short)
     del fields["Ledger1"]
     with pytest.raises(CheckpointDamaged, match="Ledger1 is missing") as caught:
-        Checkpoint.from_fields(fields)
+        decode_checkpoint(fields)
     assert caught.value.property == "LedgerChunks"
 
 
 def test_rows_written_before_checksums_and_held_windows_still_decode() -> None:
     cp = checkpoint([(b"\x01" * 8, T0)], [])
-    fields = cp.to_fields()
+    fields = encode_checkpoint(cp)
     del fields["LedgerCrcs"], fields["Held"]
-    assert Checkpoint.from_fields(fields).ledger.entries == cp.ledger.entries
+    assert decode_checkpoint(fields).ledger.entries == cp.ledger.entries
 
 
 # -- the health row -------------------------------------------------------------------------------

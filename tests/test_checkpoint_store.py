@@ -1,4 +1,4 @@
-"""TableCheckpointStore against Azurite: the ETag protocol, not-found vs unavailable, dead letters,
+"""TableStore against Azurite: the ETag protocol, not-found vs unavailable, dead letters,
 binary properties and Table size limits."""
 
 from __future__ import annotations
@@ -12,15 +12,28 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from nordpass_connector.checkpoint import (
+from nordpass_connector.adapters.emulator import START_AZURITE
+from nordpass_connector.adapters.table_store import (
+    CREDENTIAL_REFUSED_ACTION,
+    LEDGER_CHUNK_BYTES,
+    MAX_LEDGER_CHUNKS,
     RAW_JSON_MAX_BYTES,
-    CheckpointTooLarge,
-    TableCheckpointStore,
+    UNREACHABLE_ACTION,
+    TableStore,
     build_table_client,
+    decode_checkpoint,
+    encode_checkpoint,
     to_entity,
 )
-from nordpass_connector.cursor import LEDGER_CHUNK_BYTES, Checkpoint
-from nordpass_connector.errors import CheckpointConflict, CheckpointUnavailable, ConfigurationError
+from nordpass_connector.checkpoint import Checkpoint
+from nordpass_connector.errors import (
+    CheckpointConflict,
+    CheckpointDamaged,
+    CheckpointTooLarge,
+    CheckpointUnavailable,
+    ConfigurationError,
+    ConnectorError,
+)
 from nordpass_connector.ports import SetAsideRecord, Window
 from sandbox.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, free_port
 
@@ -37,8 +50,8 @@ FIELDS: dict[str, Any] = {
 
 
 @pytest.fixture
-def store(table_client: TableClient) -> TableCheckpointStore:
-    return TableCheckpointStore(table_client, instance="eu-prod")
+def store(table_client: TableClient) -> TableStore:
+    return TableStore(table_client, instance="eu-prod")
 
 
 def dead_port_client() -> TableClient:
@@ -52,58 +65,62 @@ def dead_port_client() -> TableClient:
 
 
 def test_first_load_on_a_missing_table_is_none_and_creates_the_table(
-    store: TableCheckpointStore, table_client: TableClient
+    store: TableStore, table_client: TableClient
 ) -> None:
-    assert store.load() is None
+    assert store.load_row() is None
     assert list(table_client.list_entities()) == []  # the table now exists
-    assert store.load() is None
+    assert store.load_row() is None
 
 
-def test_create_then_load_round_trips_every_type(store: TableCheckpointStore) -> None:
-    created = store.create(FIELDS)
+def test_create_then_load_round_trips_every_type(store: TableStore) -> None:
+    created = store.create_row(FIELDS)
     assert created.etag
-    loaded = store.load()
+    loaded = store.load_row()
     assert loaded is not None
     assert loaded.etag == created.etag
     assert {k: loaded.fields[k] for k in FIELDS} == FIELDS
     assert type(loaded.fields["SchemaVersion"]) is int and type(loaded.fields["Complete"]) is bool
 
 
-def test_second_create_conflicts(store: TableCheckpointStore, table_client: TableClient) -> None:
-    store.create(FIELDS)
-    rival = TableCheckpointStore(table_client, instance="eu-prod")
+def test_second_create_conflicts(store: TableStore, table_client: TableClient) -> None:
+    store.create_row(FIELDS)
+    rival = TableStore(table_client, instance="eu-prod")
     with pytest.raises(CheckpointConflict):
-        rival.create({**FIELDS, "LeaseOwner": "run-b"})
+        rival.create_row({**FIELDS, "LeaseOwner": "run-b"})
 
 
-def test_commit_advances_and_stale_etag_conflicts(store: TableCheckpointStore) -> None:
-    first = store.create(FIELDS)
-    second = store.commit({**FIELDS, "DoneTo": 5}, etag=first.etag)
+def test_commit_advances_and_stale_etag_conflicts(store: TableStore) -> None:
+    first = store.create_row(FIELDS)
+    second = store.commit_row({**FIELDS, "DoneTo": 5}, etag=first.etag)
     assert second.etag != first.etag
     with pytest.raises(CheckpointConflict):
-        store.commit({**FIELDS, "DoneTo": 6}, etag=first.etag)
-    loaded = store.load()
+        store.commit_row({**FIELDS, "DoneTo": 6}, etag=first.etag)
+    loaded = store.load_row()
     assert loaded is not None and loaded.fields["DoneTo"] == 5
 
 
-def test_commit_replaces_fields(store: TableCheckpointStore) -> None:
-    first = store.create({**FIELDS, "Ledger1": b"x"})
-    store.commit(FIELDS, etag=first.etag)
-    loaded = store.load()
+def test_commit_replaces_fields(store: TableStore) -> None:
+    first = store.create_row({**FIELDS, "Ledger1": b"x"})
+    store.commit_row(FIELDS, etag=first.etag)
+    loaded = store.load_row()
     assert loaded is not None and "Ledger1" not in loaded.fields
 
 
 def test_instances_are_separate_rows(table_client: TableClient) -> None:
-    a = TableCheckpointStore(table_client, instance="a")
-    b = TableCheckpointStore(table_client, instance="b")
-    a.create(FIELDS)
-    assert b.load() is None
+    a = TableStore(table_client, instance="a")
+    b = TableStore(table_client, instance="b")
+    a.create_row(FIELDS)
+    assert b.load_row() is None
 
 
 def test_unreachable_storage_is_unavailable_never_none() -> None:
     client = dead_port_client()
-    store = TableCheckpointStore(client, instance="x")
-    for call in (store.load, lambda: store.create(FIELDS), lambda: store.commit(FIELDS, etag='W/"x"')):
+    store = TableStore(client, instance="x")
+    for call in (
+        store.load,
+        lambda: store.create_row(FIELDS),
+        lambda: store.commit_row(FIELDS, etag='W/"x"'),
+    ):
         with pytest.raises(CheckpointUnavailable) as info:
             call()
         text = str(info.value)
@@ -112,10 +129,10 @@ def test_unreachable_storage_is_unavailable_never_none() -> None:
         store.read_health()
 
 
-def test_binary_ledger_chunks_round_trip(store: TableCheckpointStore) -> None:
+def test_binary_ledger_chunks_round_trip(store: TableStore) -> None:
     chunks = {f"Ledger{i}": bytes([i]) * 60_000 for i in range(14)}
-    store.create({"SchemaVersion": 1, "LedgerChunks": 14, **chunks})
-    loaded = store.load()
+    store.create_row({"SchemaVersion": 1, "LedgerChunks": 14, **chunks})
+    loaded = store.load_row()
     assert loaded is not None
     assert all(loaded.fields[k] == v for k, v in chunks.items())
 
@@ -130,10 +147,10 @@ def test_binary_ledger_chunks_round_trip(store: TableCheckpointStore) -> None:
     ],
 )
 def test_size_limits_are_checked_before_sending(
-    store: TableCheckpointStore, fields: dict[str, Any], match: str
+    store: TableStore, fields: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(CheckpointTooLarge, match=match):
-        store.create(fields)
+        store.create_row(fields)
 
 
 def test_bad_property_names_and_types_are_refused() -> None:
@@ -153,7 +170,7 @@ def record(event_id: str, raw: bytes, reason: str = "record is 2,000,000 bytes")
     )
 
 
-def test_set_aside_is_idempotent_and_keyed_by_day(store: TableCheckpointStore) -> None:
+def test_set_aside_is_idempotent_and_keyed_by_day(store: TableStore) -> None:
     items = [record("aa-0", b'{"a":1}'), record("bb-0", b'{"b":2}')]
     store.set_aside(items)
     store.set_aside(items)
@@ -166,7 +183,7 @@ def test_set_aside_is_idempotent_and_keyed_by_day(store: TableCheckpointStore) -
     assert row["Reason"].startswith("record is") and row["Instance"] == "eu-prod"
 
 
-def test_set_aside_truncates_large_raw_json_with_hash(store: TableCheckpointStore) -> None:
+def test_set_aside_truncates_large_raw_json_with_hash(store: TableStore) -> None:
     raw = b'{"pad":"' + "é".encode() * 80_000 + b'"}'
     store.set_aside([record("big-0", raw)])
     (row,) = store.dead_letters()
@@ -175,18 +192,18 @@ def test_set_aside_truncates_large_raw_json_with_hash(store: TableCheckpointStor
     assert row["RawSha256"] == hashlib.sha256(raw).hexdigest() and row["RawBytes"] == len(raw)
 
 
-def test_set_aside_sanitises_row_keys(store: TableCheckpointStore) -> None:
+def test_set_aside_sanitises_row_keys(store: TableStore) -> None:
     store.set_aside([record("a/b#c?d\\e", b"{}")])
     (row,) = store.dead_letters()
     assert row["RowKey"] == "a_b_c_d_e" and row["EventId"] == "a/b#c?d\\e"
 
 
-def test_health_record_beside_the_checkpoint(store: TableCheckpointStore) -> None:
+def test_health_record_beside_the_checkpoint(store: TableStore) -> None:
     assert store.read_health() is None
     store.write_health({"LastRun": 1_700_000_000, "Outcome": "ok"})
     store.write_health({"LastRun": 1_700_000_060, "Outcome": "failed"})
     assert store.read_health() == {"LastRun": 1_700_000_060, "Outcome": "failed"}
-    assert store.load() is None, "the health row is not the checkpoint"
+    assert store.load_row() is None, "the health row is not the checkpoint"
 
 
 def test_build_table_client_needs_a_way_in() -> None:
@@ -197,10 +214,10 @@ def test_build_table_client_needs_a_way_in() -> None:
 def test_build_table_client_from_connection_string(azurite_server: Azurite) -> None:
     client = build_table_client(table_name="cpbuilt", connection_string=azurite_server.connection_string)
     with client:
-        store = TableCheckpointStore(client, instance="built")
-        assert store.load() is None
-        store.create({"SchemaVersion": 1})
-        assert store.load() is not None
+        store = TableStore(client, instance="built")
+        assert store.load_row() is None
+        store.create_row({"SchemaVersion": 1})
+        assert store.load_row() is not None
 
 
 # -- commits send only what changed -------------------------------------------------------------
@@ -248,123 +265,123 @@ def _add(cp: Checkpoint, events: int, *, seed: int) -> None:
         cp.ledger.add(rng.randbytes(8), 1_700_000_000 + rng.randrange(600))
 
 
-def _assert_row_is(store: TableCheckpointStore, fields: dict[str, Any], cp: Checkpoint) -> None:
-    loaded = store.load()
+def _assert_row_is(store: TableStore, fields: dict[str, Any], cp: Checkpoint) -> None:
+    loaded = store.load_row()
     assert loaded is not None
     assert loaded.fields == fields
-    assert Checkpoint.from_fields(loaded.fields) == cp
+    assert decode_checkpoint(loaded.fields) == cp
 
 
 def test_commit_after_own_write_merges_only_the_changes(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="merge")
+    store = TableStore(spied_client, instance="merge")
     cp = _checkpoint(10_000)  # 160,000 bytes: three chunks
-    stored = store.create(cp.to_fields())
+    stored = store.create_row(encode_checkpoint(cp))
     _, full_size = spy.last()
     assert full_size > 3 * LEDGER_CHUNK_BYTES  # base64 makes the row's 160 KB about 213 KB
 
     cp.newest_delivered = 1_700_000_100  # a scalar only: no chunk is sent
-    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    stored = store.commit_row(encode_checkpoint(cp), etag=stored.etag)
     method, size = spy.last()
     assert method == "PATCH" and size < 2_000
     _assert_row_is(store, stored.fields, cp)
 
     _add(cp, 1_000, seed=1)  # a batch within the last chunk: only that chunk is sent
-    fields = cp.to_fields()
-    stored = store.commit(fields, etag=stored.etag)
+    fields = encode_checkpoint(cp)
+    stored = store.commit_row(fields, etag=stored.etag)
     method, size = spy.last()
     assert method == "PATCH" and size < LEDGER_CHUNK_BYTES * 4 // 3 + 2_000
     _assert_row_is(store, fields, cp)
 
     _add(cp, 3_000, seed=2)  # a batch that starts a new chunk: the new property is added
-    fields = cp.to_fields()
+    fields = encode_checkpoint(cp)
     assert fields["LedgerChunks"] == 4
-    stored = store.commit(fields, etag=stored.etag)
+    stored = store.commit_row(fields, etag=stored.etag)
     assert spy.last()[0] == "PATCH"
     _assert_row_is(store, fields, cp)
 
 
 def test_prune_to_fewer_chunks_replaces_the_row(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="prune")
+    store = TableStore(spied_client, instance="prune")
     cp = _checkpoint(10_000)
-    stored = store.create(cp.to_fields())
+    stored = store.create_row(encode_checkpoint(cp))
     _add(cp, 100, seed=1)
-    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    stored = store.commit_row(encode_checkpoint(cp), etag=stored.etag)
     assert spy.last()[0] == "PATCH"
 
     cp.floor = 1_700_000_550
     cp.ledger.prune_below(cp.floor - 1)
-    fields = cp.to_fields()
+    fields = encode_checkpoint(cp)
     assert fields["LedgerChunks"] == 1
-    stored = store.commit(fields, etag=stored.etag)
+    stored = store.commit_row(fields, etag=stored.etag)
     assert spy.last()[0] == "PUT"  # MERGE cannot delete Ledger1 and Ledger2
     _assert_row_is(store, fields, cp)  # exact equality: no stale chunk is left in the row
 
     _add(cp, 10, seed=3)
-    fields = cp.to_fields()
-    store.commit(fields, etag=stored.etag)
+    fields = encode_checkpoint(cp)
+    store.commit_row(fields, etag=stored.etag)
     assert spy.last()[0] == "PATCH"
     _assert_row_is(store, fields, cp)
 
 
 def test_a_writer_between_two_merge_commits_is_a_conflict(spied_client: TableClient, spy: Spy) -> None:
-    store = TableCheckpointStore(spied_client, instance="race")
+    store = TableStore(spied_client, instance="race")
     cp = _checkpoint(5_000)
-    stored = store.create(cp.to_fields())
+    stored = store.create_row(encode_checkpoint(cp))
     _add(cp, 100, seed=1)
-    stored = store.commit(cp.to_fields(), etag=stored.etag)
+    stored = store.commit_row(encode_checkpoint(cp), etag=stored.etag)
     assert spy.last()[0] == "PATCH"
 
-    rival = TableCheckpointStore(spied_client, instance="race")
-    theirs = rival.load()
+    rival = TableStore(spied_client, instance="race")
+    theirs = rival.load_row()
     assert theirs is not None
-    rival_cp = Checkpoint.from_fields(theirs.fields)
+    rival_cp = decode_checkpoint(theirs.fields)
     rival_cp.lease_owner = "run-b"
-    rival_fields = rival_cp.to_fields()
-    rival.commit(rival_fields, etag=theirs.etag)
+    rival_fields = encode_checkpoint(rival_cp)
+    rival.commit_row(rival_fields, etag=theirs.etag)
 
     _add(cp, 100, seed=2)
     with pytest.raises(CheckpointConflict):
-        store.commit(cp.to_fields(), etag=stored.etag)
+        store.commit_row(encode_checkpoint(cp), etag=stored.etag)
     assert spy.last()[0] == "PATCH"  # the conflict was raised on the MERGE path
     _assert_row_is(store, rival_fields, rival_cp)
 
     # Nothing is assumed about the row after a failed commit: the next one is a full REPLACE.
-    again = store.load()
+    again = store.load_row()
     assert again is not None
-    store.commit(cp.to_fields(), etag=again.etag)
+    store.commit_row(encode_checkpoint(cp), etag=again.etag)
     assert spy.last()[0] == "PUT"
-    _assert_row_is(store, cp.to_fields(), cp)
+    _assert_row_is(store, encode_checkpoint(cp), cp)
 
 
 def test_first_commit_after_load_replaces(spied_client: TableClient, spy: Spy) -> None:
-    TableCheckpointStore(spied_client, instance="fresh").create(_checkpoint(100).to_fields())
-    store = TableCheckpointStore(spied_client, instance="fresh")
-    loaded = store.load()
+    TableStore(spied_client, instance="fresh").create_row(encode_checkpoint(_checkpoint(100)))
+    store = TableStore(spied_client, instance="fresh")
+    loaded = store.load_row()
     assert loaded is not None
-    cp = Checkpoint.from_fields(loaded.fields)
+    cp = decode_checkpoint(loaded.fields)
     cp.lease_owner = "run-b"
-    stored = store.commit(cp.to_fields(), etag=loaded.etag)
+    stored = store.commit_row(encode_checkpoint(cp), etag=loaded.etag)
     assert spy.last()[0] == "PUT"
     cp.lease_until += 60
-    store.commit(cp.to_fields(), etag=stored.etag)
+    store.commit_row(encode_checkpoint(cp), etag=stored.etag)
     assert spy.last()[0] == "PATCH"
-    _assert_row_is(store, cp.to_fields(), cp)
+    _assert_row_is(store, encode_checkpoint(cp), cp)
 
 
 def test_a_type_change_is_sent_even_when_the_values_compare_equal(spied_client: TableClient) -> None:
-    store = TableCheckpointStore(spied_client, instance="types")
-    stored = store.create({"Flag": True, "Count": 1})
-    store.commit({"Flag": 1, "Count": True}, etag=stored.etag)
-    loaded = store.load()
+    store = TableStore(spied_client, instance="types")
+    stored = store.create_row({"Flag": True, "Count": 1})
+    store.commit_row({"Flag": 1, "Count": True}, etag=stored.etag)
+    loaded = store.load_row()
     assert loaded is not None
     assert type(loaded.fields["Flag"]) is int and type(loaded.fields["Count"]) is bool
 
 
 def test_random_commit_sequences_round_trip(spied_client: TableClient, spy: Spy) -> None:
     rng = random.Random(11)
-    store = TableCheckpointStore(spied_client, instance="random")
+    store = TableStore(spied_client, instance="random")
     cp = _checkpoint(rng.randrange(20_000))
-    stored = store.create(cp.to_fields())
+    stored = store.create_row(encode_checkpoint(cp))
     for step in range(40):
         action = rng.random()
         if action < 0.6:
@@ -376,8 +393,105 @@ def test_random_commit_sequences_round_trip(spied_client: TableClient, spy: Spy)
             cp.newest_delivered = step
         if len(cp.ledger) > 50_000:  # keep within one row (14 chunks)
             cp.ledger.prune_below(1_700_000_590)
-        fields = cp.to_fields()
-        stored = store.commit(fields, etag=stored.etag)
+        fields = encode_checkpoint(cp)
+        stored = store.commit_row(fields, etag=stored.etag)
         _assert_row_is(store, fields, cp)
     methods = {method for method, _ in spy.requests}
     assert {"PATCH", "PUT"} <= methods
+
+
+# -- the port: a Checkpoint in, a Checkpoint out --------------------------------------------------
+
+
+def test_the_store_encodes_and_decodes_the_checkpoint_itself(store: TableStore) -> None:
+    cp = _checkpoint(5_000)
+    etag = store.create(cp)
+    loaded = store.load()
+    assert loaded is not None and loaded.etag == etag
+    assert loaded.checkpoint == cp
+    cp.done_to = 1_700_000_300
+    again = store.commit(cp, etag=etag)
+    assert again != etag
+    reloaded = store.load()
+    assert reloaded is not None and reloaded.checkpoint == cp
+    with pytest.raises(CheckpointConflict):
+        store.commit(cp, etag=etag)
+
+
+def test_a_damaged_row_is_named_with_its_row_and_property(store: TableStore) -> None:
+    fields = encode_checkpoint(_checkpoint(10))
+    store.create_row({**fields, "Floor": "yesterday"})
+    with pytest.raises(CheckpointDamaged) as caught:
+        store.load()
+    assert caught.value.property == "Floor"
+    assert caught.value.row == store.row_name
+    assert f"the row '{store.row_name}' is damaged: property Floor" in caught.value.describe()
+
+
+def test_a_ledger_that_outgrows_one_row_is_a_connector_error_and_writes_nothing(store: TableStore) -> None:
+    cp = Checkpoint(floor=1_700_000_000)
+    too_many = MAX_LEDGER_CHUNKS * LEDGER_CHUNK_BYTES // 16 + 1
+    for i in range(too_many):
+        cp.ledger.add(i.to_bytes(8, "big"), 1_700_000_000)
+    with pytest.raises(CheckpointTooLarge) as caught:
+        store.create(cp)
+    assert isinstance(caught.value, ConnectorError), "a run's error handling must see it"
+    assert f"holds {too_many} events" in caught.value.message
+    assert "NORDPASS_MAX_WINDOW_EVENTS" in caught.value.action
+    assert store.load_row() is None
+
+
+# -- the probe (doctor's table check) -------------------------------------------------------------
+
+
+def test_probe_creates_a_missing_table_and_leaves_no_row(
+    store: TableStore, table_client: TableClient
+) -> None:
+    first = store.probe()
+    assert (first.table, first.created_table) == (table_client.table_name, True)
+    assert store.probe().created_table is False, "the table exists now"
+    assert list(table_client.list_entities()) == [], "the probe row is deleted, the checkpoint untouched"
+
+
+def test_probe_of_a_dead_port_is_unreachable_with_the_storage_fix() -> None:
+    store = TableStore(dead_port_client(), instance="x")
+    with pytest.raises(CheckpointUnavailable) as info:
+        store.probe()
+    assert info.value.message.startswith("checkpoint table write failed: ServiceRequestError")
+    assert info.value.action == UNREACHABLE_ACTION
+    assert ACCOUNT_KEY not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+def test_probe_of_a_stopped_emulator_says_so() -> None:
+    port = free_port()
+    conn = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};"
+    )
+    client = build_table_client(table_name="checkpoints", connection_string=conn, retry_total=0)
+    store = TableStore(client, instance="x", emulator=("127.0.0.1", port))
+    with pytest.raises(CheckpointUnavailable) as info:
+        store.probe()
+    assert info.value.message == (
+        f"nothing answers at 127.0.0.1:{port}, the local storage emulator AzureWebJobsStorage points at"
+    )
+    assert info.value.action == START_AZURITE
+
+
+def test_probe_with_a_wrong_account_key_is_the_credential_fix(azurite_server: Azurite) -> None:
+    wrong = azurite_server.connection_string.replace(ACCOUNT_KEY, "A" * (len(ACCOUNT_KEY) - 2) + "==")
+    assert wrong != azurite_server.connection_string
+    client = build_table_client(table_name="cpwrongkey", connection_string=wrong, retry_total=0)
+    with client, pytest.raises(CheckpointUnavailable) as info:
+        TableStore(client, instance="x").probe()
+    assert "HTTP 403" in info.value.message
+    assert info.value.action == CREDENTIAL_REFUSED_ACTION
+
+
+def test_a_connection_string_the_sdk_cannot_parse_is_a_connector_error_without_its_text() -> None:
+    secret = "c2VjcmV0LWtleQ=="
+    with pytest.raises(CheckpointUnavailable) as info:
+        build_table_client(table_name="checkpoints", connection_string=f"AccountKey={secret};Nonsense")
+    assert info.value.message == "AzureWebJobsStorage is not a valid connection string"
+    assert info.value.action == UNREACHABLE_ACTION
+    assert secret not in str(info.value)

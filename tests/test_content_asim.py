@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -334,39 +334,49 @@ def row_problems(parser: asim.Parser, rows: Sequence[dict[str, Any]]) -> list[st
     schema = parser.schema
     problems: set[str] = set()
     for row in rows:
-        for field, kusto_type in schema.mandatory.items():
-            value = row.get(field)
-            if value is None or value == "":
-                problems.add(f"mandatory {field} empty ({row.get('EventOriginalType')})")
-            elif not isinstance(value, _PY_TYPES[kusto_type]) or isinstance(value, bool):
-                problems.add(f"{field} holds {type(value).__name__}")
-        for field, allowed in schema.enumerations.items():
-            value = row.get(field)
-            if value in (None, ""):
-                if field in schema.never_empty:
-                    problems.add(f"{field} empty ({row.get('EventOriginalType')})")
-            elif value not in allowed:
-                problems.add(f"{field} = {value!r} is not one of the schema's values")
-        for field, follows in schema.conditional:
-            if row.get(follows) not in (None, "") and row.get(field) in (None, ""):
-                problems.add(f"{field} empty although {follows} is set ({row.get('EventOriginalType')})")
-        if row.get("EventCount") != 1:
-            problems.add(f"EventCount {row.get('EventCount')!r}")
-        if row.get("EventSchema") != schema.name or row.get("EventSchemaVersion") != schema.version:
-            problems.add(f"EventSchema/Version {row.get('EventSchema')} {row.get('EventSchemaVersion')}")
-        if (row.get("EventVendor"), row.get("EventProduct"), row.get("Dvc")) != (
-            asim.VENDOR,
-            asim.PRODUCT,
-            asim.DVC,
-        ):
-            problems.add("vendor/product/device")
-        if (
-            schema is asim.AUTHENTICATION
-            and row["EventResult"] == "Failure"
-            and not row["EventResultDetails"]
-        ):
-            problems.add("a failure without EventResultDetails")
+        problems.update(_mandatory_problems(schema, row))
+        problems.update(_enumeration_problems(schema, row))
+        problems.update(_constant_problems(schema, row))
     return sorted(problems)
+
+
+def _mandatory_problems(schema: asim.Schema, row: dict[str, Any]) -> Iterator[str]:
+    """Mandatory fields empty or of the wrong type, and conditional ones empty when due."""
+    for field, kusto_type in schema.mandatory.items():
+        value = row.get(field)
+        if value is None or value == "":
+            yield f"mandatory {field} empty ({row.get('EventOriginalType')})"
+        elif not isinstance(value, _PY_TYPES[kusto_type]) or isinstance(value, bool):
+            yield f"{field} holds {type(value).__name__}"
+    for field, follows in schema.conditional:
+        if row.get(follows) not in (None, "") and row.get(field) in (None, ""):
+            yield f"{field} empty although {follows} is set ({row.get('EventOriginalType')})"
+
+
+def _enumeration_problems(schema: asim.Schema, row: dict[str, Any]) -> Iterator[str]:
+    for field, allowed in schema.enumerations.items():
+        value = row.get(field)
+        if value in (None, ""):
+            if field in schema.never_empty:
+                yield f"{field} empty ({row.get('EventOriginalType')})"
+        elif value not in allowed:
+            yield f"{field} = {value!r} is not one of the schema's values"
+
+
+def _constant_problems(schema: asim.Schema, row: dict[str, Any]) -> Iterator[str]:
+    """Fields every row of the schema holds the same value in."""
+    if row.get("EventCount") != 1:
+        yield f"EventCount {row.get('EventCount')!r}"
+    if row.get("EventSchema") != schema.name or row.get("EventSchemaVersion") != schema.version:
+        yield f"EventSchema/Version {row.get('EventSchema')} {row.get('EventSchemaVersion')}"
+    if (row.get("EventVendor"), row.get("EventProduct"), row.get("Dvc")) != (
+        asim.VENDOR,
+        asim.PRODUCT,
+        asim.DVC,
+    ):
+        yield "vendor/product/device"
+    if schema is asim.AUTHENTICATION and row["EventResult"] == "Failure" and not row["EventResultDetails"]:
+        yield "a failure without EventResultDetails"
 
 
 @pytest.mark.parametrize("parser", PARSERS, ids=lambda p: p.name)

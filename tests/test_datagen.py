@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 from nordpass_connector import mapping
-from nordpass_connector.models import NordPassEvent
 from sandbox import catalog
 from sandbox.datagen import (
     EventFactory,
@@ -23,6 +22,7 @@ from sandbox.datagen import (
     token_revocation,
     vault_export,
 )
+from tests.row_models import NordPassEvent
 
 T0 = 1_738_848_413  # a plausible Unix-seconds value (Feb 2025), as in the official fixtures
 DAY = 86_400

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -12,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nordpass_connector.batching import Oversize, pack
-from nordpass_connector.cursor import DIGEST_BYTES, Ledger
 from nordpass_connector.dedup import ledger_key, select_new
-from nordpass_connector.mapping import PreparedEvent, prepare, to_row
+from nordpass_connector.ledger import DIGEST_BYTES, Ledger
+from nordpass_connector.mapping import PreparedEvent, event_id, fast_row, occurrences, prepare, to_row
 from nordpass_connector.ports import Batch
 from tests.test_mapping import BASE  # the same documented event the mapping tests start from
 
@@ -74,14 +73,11 @@ def _ordinary(n: int) -> list[dict[str, Any]]:
 
 def _reference_rows(events: list[Any], ledger: Ledger) -> list[dict[str, Any]]:
     """What select_new must return, built with the general functions only."""
-    seen: Counter[bytes] = Counter()
+    prepared = [prepare(raw) for raw in events]
+    numbers = occurrences([event.digest[:DIGEST_BYTES] for event in prepared])
     fresh: list[tuple[int, bytes, int, dict[str, Any]]] = []
-    for raw in events:
-        event = prepare(raw)
-        key = event.digest[:DIGEST_BYTES]
-        occurrence = seen[key]
-        seen[key] += 1
-        if occurrence < ledger.count(key) or not isinstance(event, PreparedEvent):
+    for event, occurrence in zip(prepared, numbers, strict=True):
+        if occurrence < ledger.count(event.digest) or not isinstance(event, PreparedEvent):
             continue
         fresh.append((event.timestamp, event.digest, occurrence, to_row(event, occurrence)))
     fresh.sort(key=lambda item: item[:3])
@@ -159,6 +155,27 @@ def test_any_window_maps_as_the_general_functions_do(
     selection = select_new(events, Ledger())
     assert _exact(selection.rows) == _exact(expected)
     assert selection.keys == [ledger_key(row) for row in selection.rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(event, st.sampled_from(ODD)), st.integers(0, 3))
+def test_fast_row_is_to_row_or_declines(raw: Any, occurrence: int) -> None:
+    """`mapping.fast_row` gives exactly `to_row`'s row (keys, order, types), or None."""
+    prepared = prepare(raw)
+    if not isinstance(prepared, PreparedEvent):
+        return
+    eid = event_id(prepared.digest, occurrence)
+    fast = fast_row(raw, prepared.timestamp, eid)
+    if fast is not None:
+        assert _exact([fast]) == _exact([to_row(prepared, occurrence)])
+
+
+def test_fast_row_takes_the_documented_event_and_declines_the_rest() -> None:
+    assert fast_row(dict(BASE), BASE["timestamp"], "x-0") is not None
+    for odd in (dict(BASE, extra=1), dict(BASE, type=5), dict(BASE, user={"uuid": "u"}), [BASE]):
+        assert fast_row(odd, BASE["timestamp"], "x-0") is None, odd
+    msp = dict(BASE, metadata={"msp": {"user_uuid": "m"}})
+    assert fast_row(msp, BASE["timestamp"], "x-0") is None, "the MSP rule is to_row's"
 
 
 def test_batch_keys_are_the_ledger_keys_of_their_rows() -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ import pytest
 from deploy import build_template as bt
 from nordpass_connector import __version__ as CONNECTOR_VERSION
 from nordpass_connector import schema
-from nordpass_connector.models import EventRow
 from tests.arm_lint import (
     DEPLOYMENT,
     REPO,
@@ -47,6 +46,7 @@ from tests.arm_lint import (
     resource_key,
     scopes,
 )
+from tests.row_models import EventRow
 
 # What the connector and the Functions host read; the template must set exactly these.
 EXPECTED_APP_SETTINGS = {
@@ -1143,37 +1143,40 @@ ALLOWED_EMPTY_OBJECTS = {
 def hygiene_problems(tmpl: Json) -> list[str]:
     """Blank strings, empty arrays and empty objects anywhere in a template (nested ones included)."""
     problems: list[str] = []
-
-    def walk(node: Any, where: str, rtype: str | None, path: tuple[str, ...]) -> None:
-        if isinstance(node, str) and not node.strip():
-            problems.append(f"{where}: blank string")
-        elif isinstance(node, list):
-            if not node:
-                problems.append(f"{where}: empty array")
-            for index, item in enumerate(node):
-                walk(item, f"{where}[{index}]", rtype, (*path, str(index)))
-        elif isinstance(node, dict):
-            if not node:
-                allowed = any(
-                    rtype == t
-                    and len(p) == len(path)
-                    and all(a in ("*", b) for a, b in zip(p, path, strict=True))
-                    for t, p in ALLOWED_EMPTY_OBJECTS
-                )
-                if not allowed:
-                    problems.append(f"{where}: empty object")
-            for key, item in node.items():
-                walk(item, f"{where}.{key}", rtype, (*path, key))
-
     for scope_path, scope in scopes(tmpl):
         for section in ("metadata", "parameters", "variables", "outputs"):
-            walk(scope.get(section, {"present": True}), f"{scope_path}.{section}", None, ())
+            problems += _placeholders(
+                scope.get(section, {"present": True}), f"{scope_path}.{section}", None, ()
+            )
         for resource in scope["resources"]:
             body = dict(resource)
             if resource["type"] == DEPLOYMENT:  # the inner template is walked as its own scope
                 body["properties"] = {k: v for k, v in resource["properties"].items() if k != "template"}
-            walk(body, f"{scope_path}:{resource['type']}", resource["type"], ())
+            problems += _placeholders(body, f"{scope_path}:{resource['type']}", resource["type"], ())
     return problems
+
+
+def _placeholders(node: Any, where: str, rtype: str | None, path: tuple[str, ...]) -> Iterator[str]:
+    """The blank strings, empty arrays and (not allowed) empty objects in `node`, depth first."""
+    if isinstance(node, str) and not node.strip():
+        yield f"{where}: blank string"
+    elif isinstance(node, list):
+        if not node:
+            yield f"{where}: empty array"
+        for index, item in enumerate(node):
+            yield from _placeholders(item, f"{where}[{index}]", rtype, (*path, str(index)))
+    elif isinstance(node, dict):
+        if not node and not _empty_object_allowed(rtype, path):
+            yield f"{where}: empty object"
+        for key, item in node.items():
+            yield from _placeholders(item, f"{where}.{key}", rtype, (*path, key))
+
+
+def _empty_object_allowed(rtype: str | None, path: tuple[str, ...]) -> bool:
+    return any(
+        rtype == t and len(p) == len(path) and all(a in ("*", b) for a, b in zip(p, path, strict=True))
+        for t, p in ALLOWED_EMPTY_OBJECTS
+    )
 
 
 def test_no_placeholder_values(any_template: Json) -> None:

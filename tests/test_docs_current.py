@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from deploy import build_template as bt
-from nordpass_connector.pipeline import LEASE_RENEW_SECONDS, LEASE_SECONDS
+from nordpass_connector.options import LEASE_RENEW_SECONDS, LEASE_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = {
@@ -98,3 +98,18 @@ def test_the_demo_samples_count_the_rules_that_ship() -> None:
     for name in ("README.md", "docs/demo.md"):
         text = DOCS[name].read_text(encoding="utf-8")
         assert re.search(rf"^rules +{rules} analytic rules, {rules} ran locally", text, re.MULTILINE), name
+
+
+def test_the_module_map_names_every_module_once() -> None:
+    text = (REPO / "docs" / "how-it-works.md").read_text(encoding="utf-8")
+    section = text.split("## Module map", 1)[1].split("Around it:", 1)[0]
+    package = REPO / "nordpass_connector"
+    modules = {
+        str(p.relative_to(package)) if p.parent != package / "adapters" else p.name
+        for p in package.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    named = re.findall(r"`([a-z_]+\.py)`", section)
+    assert sorted(set(named)) == sorted(modules), "the module map and nordpass_connector/ disagree"
+    repeated = sorted({m for m in named if named.count(m) > 1})
+    assert repeated == [], f"named more than once: {repeated}"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from nordpass_connector import doctor
+from nordpass_connector.adapters.emulator import START_AZURITE
+from nordpass_connector.adapters.ingestion import HEALTH_STREAM_ACTION
 from nordpass_connector.doctor import FAIL, PASS, SKIP, Check, run_doctor
-from nordpass_connector.emulator import START_AZURITE
 from nordpass_connector.errors import (
     ConfigurationError,
     SinkAuthError,
@@ -78,6 +79,10 @@ def test_healthy_setup_passes_every_check(sandbox: Sandbox) -> None:
     assert "fix:" not in "\n".join(text)
     assert "NordPass" in by_name(checks, "clock").detail
     assert "Logs Ingestion API" in by_name(checks, "clock").detail
+    dcr = by_name(checks, "dcr").detail
+    assert f"so did health stream {sandbox.ingestion.health_stream_name} (client_request_id=" in dcr
+    streams = [c.stream for c in sandbox.ingestion.calls]
+    assert streams == [sandbox.ingestion.stream_name, sandbox.ingestion.health_stream_name]
 
 
 def test_doctor_probe_leaves_no_rows_behind(sandbox: Sandbox, azurite_server: object) -> None:
@@ -154,6 +159,31 @@ def test_wrong_dcr_id_fails_with_the_dcr_fix(sandbox: Sandbox) -> None:
 def test_wrong_stream_fails_with_the_dcr_fix(sandbox: Sandbox) -> None:
     check = by_name(run_doctor(environ(sandbox, DCR_STREAM_NAME="Custom-Other_CL"), timeout=5), "dcr")
     assert (check.verdict, check.fix) == (FAIL, SinkConfigError.action)
+
+
+def test_a_dcr_without_the_health_stream_fails_with_the_redeploy_fix(sandbox: Sandbox) -> None:
+    stream = sandbox.ingestion.health_stream_name
+    assert stream is not None
+    sandbox.ingestion.declare_health_stream(None)  # a DCR deployed before the health table
+    try:
+        checks = run_doctor(environ(sandbox), timeout=5)
+    finally:
+        sandbox.ingestion.declare_health_stream(stream)
+    check = by_name(checks, "dcr")
+    assert check.verdict == FAIL
+    assert "404" in check.detail and stream in check.detail
+    assert check.fix == HEALTH_STREAM_ACTION
+    assert "DCR_HEALTH_STREAM_NAME=none" in check.fix
+    assert verdicts(checks) == dict.fromkeys(ORDER, PASS) | {"dcr": FAIL}
+
+
+def test_health_rows_turned_off_checks_the_events_stream_only_and_says_so(sandbox: Sandbox) -> None:
+    checks = run_doctor(environ(sandbox, DCR_HEALTH_STREAM_NAME="none"), timeout=5)
+    check = by_name(checks, "dcr")
+    assert check.verdict == PASS
+    assert check.detail.endswith("; no health stream (DCR_HEALTH_STREAM_NAME=none)")
+    streams = [c.stream for c in sandbox.ingestion.calls]
+    assert streams == [sandbox.ingestion.stream_name]
 
 
 def test_token_endpoint_failure_fails_identity_and_skips_the_dcr(

@@ -12,20 +12,20 @@ from typing import Any
 import pytest
 
 from nordpass_connector import cli, composition
-from nordpass_connector.checkpoint import TableCheckpointStore
 from nordpass_connector.errors import CheckpointUnavailable, SourceAuthError
 from nordpass_connector.health import (
     HealthRecord,
     merge_crash,
     merge_report,
-    parse_iso,
     render,
     run_summary,
 )
+from nordpass_connector.isotime import parse_iso
 from nordpass_connector.pipeline import RunFailed
 from nordpass_connector.report import RunReport
 from nordpass_connector.settings import load_settings
 from sandbox.datagen import EventFactory
+from tests.doubles import MemoryHealthStore
 from tests.harness import FAST_RETRIES, Sandbox
 
 T0 = 1_700_000_000
@@ -94,7 +94,9 @@ def test_long_error_text_is_bounded() -> None:
 
 def test_fields_round_trip_and_tolerate_damage() -> None:
     record = merge_report(
-        None, report(outcome="ok", sent=3, newest_event="2023-11-14T22:13:00Z", skipped_gap=["a", "b"]), now=T0
+        None,
+        report(outcome="ok", sent=3, newest_event="2023-11-14T22:13:00Z", skipped_gap=["a", "b"]),
+        now=T0,
     )
     fields = record.to_fields()
     assert fields["HealthVersion"] == 1
@@ -112,8 +114,12 @@ def test_fields_round_trip_and_tolerate_damage() -> None:
 def test_render_for_people() -> None:
     record = merge_report(
         None,
-        report(outcome="failed", error="SinkAuthError: 403 -> grant the role", error_class="SinkAuthError",
-               newest_event="2023-11-14T21:13:20Z"),
+        report(
+            outcome="failed",
+            error="SinkAuthError: 403 -> grant the role",
+            error_class="SinkAuthError",
+            newest_event="2023-11-14T21:13:20Z",
+        ),
         now=T0,
     )
     text = "\n".join(render(record, now=T0, instance="default"))
@@ -148,10 +154,12 @@ def test_run_summary_has_window_counts_retries_duration_and_lag() -> None:
 # -- real runs -----------------------------------------------------------------------------------
 
 
-def run(sb: Sandbox, advance: float = 60) -> RunReport:
+def run(sb: Sandbox, advance: float = 60, *, health_store: MemoryHealthStore | None = None) -> RunReport:
     sb.clock.advance(advance)
     env = dict(os.environ) | sb.environ()
-    return composition.run_from_environment(env, clock=sb.clock, retry_policy=FAST_RETRIES)
+    return composition.run_from_environment(
+        env, clock=sb.clock, retry_policy=FAST_RETRIES, health_store=health_store
+    )
 
 
 def read_health(sb: Sandbox) -> HealthRecord:
@@ -205,29 +213,25 @@ def test_health_after_success_failure_and_recovery(sandbox: Sandbox, event_facto
     assert h.last_error_class == "SourceAuthError", "kept for reference; status marks it resolved"
 
 
-def test_a_failing_health_write_masks_nothing(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(self: TableCheckpointStore, fields: dict[str, Any]) -> None:
-        raise CheckpointUnavailable("checkpoint health write failed: ServiceRequestError")
-
-    monkeypatch.setattr(TableCheckpointStore, "write_health", broken)
+def test_a_failing_health_write_masks_nothing(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    broken = MemoryHealthStore(
+        write_error=CheckpointUnavailable("checkpoint health write failed: ServiceRequestError")
+    )
     caplog.set_level(logging.WARNING, logger="nordpass_connector")
-    assert run(sandbox, 0).outcome == "ok", "a delivered run stays a success"
+    assert run(sandbox, 0, health_store=broken).outcome == "ok", "a delivered run stays a success"
     assert "could not write the health record" in caplog.text
+    assert broken.reads == 1, "the run did try to keep its record"
 
     sandbox.sim.configure(auth_status=401)
     with pytest.raises(RunFailed) as failed:
-        run(sandbox)
+        run(sandbox, health_store=broken)
     assert isinstance(failed.value.cause, SourceAuthError), "the run's own error, not the health write's"
 
-    def exploding(self: TableCheckpointStore, fields: dict[str, Any]) -> None:
-        raise TypeError("bug")
-
-    monkeypatch.setattr(TableCheckpointStore, "write_health", exploding)
+    exploding = MemoryHealthStore(write_error=TypeError("bug"))
     with pytest.raises(RunFailed) as again:
-        run(sandbox)
+        run(sandbox, health_store=exploding)
     assert isinstance(again.value.cause, SourceAuthError)
+    assert exploding.reads == 1
 
 
 def test_status_command_text_json_and_exit_codes(
@@ -264,11 +268,40 @@ def test_status_command_text_json_and_exit_codes(
     assert cli.main(["status", "--settings", str(bad)]) == 2
 
 
+def test_status_names_a_damaged_checkpoint_row_and_property(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from azure.data.tables import TableClient, UpdateMode
+
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": sandbox.environ()}))
+    run(sandbox, 0)
+    with TableClient.from_connection_string(sandbox.azurite.connection_string, sandbox.table) as client:
+        client.update_entity(
+            {"PartitionKey": "checkpoint", "RowKey": "default", "Floor": "yesterday"}, mode=UpdateMode.MERGE
+        )
+    row = f"{sandbox.table}/checkpoint/default"
+
+    assert cli.main(["status", "--settings", str(settings)]) == 0, "the last run itself was fine"
+    lines = capsys.readouterr().out.splitlines()
+    [line] = [x for x in lines if x.startswith("checkpoint: ")]
+    assert line.startswith(
+        f"checkpoint: CheckpointDamaged: the row '{row}' is damaged: property Floor: a str, not an integer"
+    )
+    assert "Azure Storage Explorer" in line, "with what to do"
+
+    assert cli.main(["status", "--settings", str(settings), "--json"]) == 0
+    damaged = json.loads(capsys.readouterr().out)["checkpoint"]["damaged"]
+    assert damaged == line.removeprefix("checkpoint: ")
+
+
 # -- one line per run ------------------------------------------------------------------------------
 
 
 def test_timer_tick_logs_one_info_summary_or_one_error_and_raises(
-    sandbox: Sandbox, event_factory: EventFactory, monkeypatch: pytest.MonkeyPatch,
+    sandbox: Sandbox,
+    event_factory: EventFactory,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for name, value in sandbox.environ().items():
@@ -307,20 +340,28 @@ def test_timer_tick_logs_one_info_summary_or_one_error_and_raises(
     assert not [r for r in caplog.records if r.name == "nordpass_connector" and r.levelno == logging.INFO]
 
 
-def test_an_unreadable_record_is_left_alone_not_rebuilt(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_unreadable_record_is_left_alone_not_rebuilt(sandbox: Sandbox) -> None:
     sandbox.sim.configure(auth_status=401)
     with pytest.raises(RunFailed):
         run(sandbox, 0)
-    before = read_health(sandbox)
-    assert before.consecutive_failures == 1
-
-    def unreadable(self: TableCheckpointStore) -> dict[str, Any] | None:
-        raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+    assert read_health(sandbox).consecutive_failures == 1
+    env = sandbox.environ()
+    stored = composition.build_store(load_settings(env), env).read_health()
+    unreadable = MemoryHealthStore(
+        stored, read_error=CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+    )
 
     sandbox.sim.configure(auth_status=None)
-    with monkeypatch.context() as patched:
-        patched.setattr(TableCheckpointStore, "read_health", unreadable)
-        assert run(sandbox).outcome == "ok"
-    assert read_health(sandbox) == before, "no record rebuilt from nothing over the real one"
+    assert run(sandbox, health_store=unreadable).outcome == "ok"
+    assert unreadable.reads == 1
+    assert unreadable.writes == [], "no record rebuilt from nothing over the real one"
+    assert unreadable.fields == stored
+
+
+def test_set_aside_reason_codes_are_the_ones_the_table_describes() -> None:
+    # The column description is what an analyst reads in Log Analytics; it lists every code.
+    from nordpass_connector.ports import SetAsideCode
+    from nordpass_connector.schema import HEALTH_COLUMNS
+
+    described = next(c.description for c in HEALTH_COLUMNS if c.name == "SetAsideReasons")
+    assert described.endswith("(" + ", ".join(code.value for code in SetAsideCode) + ")")

@@ -26,6 +26,7 @@ from nordpass_connector.pipeline import RunFailed
 from nordpass_connector.report import RunReport
 from nordpass_connector.schema import HEALTH
 from sandbox.datagen import EventFactory
+from tests.doubles import MemoryHealthStore
 from tests.harness import FAST_RETRIES, Sandbox
 
 T0 = 1_700_000_000
@@ -171,10 +172,14 @@ def test_the_row_has_exactly_the_health_columns_with_their_types() -> None:
 # -- real runs --------------------------------------------------------------------------------------
 
 
-def run(sb: Sandbox, advance: float = 60, **env: str) -> RunReport:
+def run(
+    sb: Sandbox, advance: float = 60, *, health_store: MemoryHealthStore | None = None, **env: str
+) -> RunReport:
     sb.clock.advance(advance)
     environ = dict(os.environ) | sb.environ() | env
-    return composition.run_from_environment(environ, clock=sb.clock, retry_policy=FAST_RETRIES)
+    return composition.run_from_environment(
+        environ, clock=sb.clock, retry_policy=FAST_RETRIES, health_store=health_store
+    )
 
 
 def test_each_run_sends_its_row_success_failure_recovery(
@@ -354,17 +359,13 @@ def test_the_wait_for_a_row_is_bounded_whatever_the_reporter_does(
     ]
 
 
-def test_a_health_record_that_cannot_be_read_still_sends_the_row(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from nordpass_connector.checkpoint import TableCheckpointStore
+def test_a_health_record_that_cannot_be_read_still_sends_the_row(sandbox: Sandbox) -> None:
     from nordpass_connector.errors import CheckpointUnavailable
 
-    def unreadable(self: TableCheckpointStore) -> dict[str, Any] | None:
-        raise CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
-
-    monkeypatch.setattr(TableCheckpointStore, "read_health", unreadable)
-    report = run(sandbox, 0)
+    unreadable = MemoryHealthStore(
+        read_error=CheckpointUnavailable("checkpoint health read failed: ServiceResponseError")
+    )
+    report = run(sandbox, 0, health_store=unreadable)
     [row] = sandbox.ingestion.health_rows()
     assert (row["RunId"], row["Outcome"]) == (report.run_id, "ok")
     assert row["ConsecutiveFailures"] == 0, "a success is 0 failures in a row, record or not"

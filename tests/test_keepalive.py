@@ -16,9 +16,9 @@ import httpcore
 import httpx
 import pytest
 
+from nordpass_connector.adapters.keepalive import ConnectionStack, KeepAliveTransport, default_ssl_context
+from nordpass_connector.adapters.nordpass import NordPassClient
 from nordpass_connector.clock import SystemClock
-from nordpass_connector.keepalive import ConnectionStack, KeepAliveTransport, default_ssl_context
-from nordpass_connector.nordpass import NordPassClient
 from nordpass_connector.ports import Window
 from nordpass_connector.retry import Deadline, Retrier
 from sandbox.certs import CertPaths

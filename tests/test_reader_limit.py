@@ -13,8 +13,8 @@ from typing import Any
 
 from nordpass_connector.clock import SystemClock
 from nordpass_connector.ports import Page, Window
-from nordpass_connector.reader import RATE_LIMIT_CAUSE, ConcurrencyLimit, WindowReader
-from nordpass_connector.retry import Deadline, RetryLog
+from nordpass_connector.reader import ConcurrencyLimit, WindowReader
+from nordpass_connector.retry import Deadline, RetryCause, RetryLog
 
 PER_PAGE = 10
 PAGES = 12
@@ -45,7 +45,7 @@ class CountingSource:
             if self._rate_limit_first:
                 # As the HTTP client does when NordPass answers 429 before a successful retry.
                 self._rate_limit_first = False
-                self.retry_log.record(RATE_LIMIT_CAUSE)
+                self.retry_log.record(RetryCause.NORDPASS_RATE_LIMITED)
         time.sleep(0.01)
         with self._lock:
             self.in_flight -= 1

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import requests
 
-from nordpass_connector.checkpoint import TableCheckpointStore, build_table_client
+from nordpass_connector.adapters.requests_session import EnvironmentOnceSession
+from nordpass_connector.adapters.table_store import TableStore, build_table_client
 from nordpass_connector.errors import CheckpointUnavailable
-from nordpass_connector.requests_session import EnvironmentOnceSession
 from sandbox.azurite import Azurite
 
 TABLE_URL = "https://account.table.core.windows.net/checkpoints(PartitionKey='c',RowKey='d')"
@@ -118,7 +118,7 @@ def test_a_table_client_goes_through_the_proxy_the_environment_names(
         retry_total=0,
     )
     with pytest.raises(CheckpointUnavailable):
-        TableCheckpointStore(client).load()
+        TableStore(client).load()
     # An absolute URI in the request line: the request was sent to the proxy, for Azurite.
     assert proxy.lines and all(" http://127.0.0.1:" in line for line in proxy.lines)
 
@@ -127,5 +127,5 @@ def test_a_table_client_goes_through_the_proxy_the_environment_names(
         table_name=f"direct{uuid.uuid4().hex[:8]}", connection_string=azurite_server.connection_string
     )
     seen = len(proxy.lines)
-    assert TableCheckpointStore(direct).load() is None  # straight to Azurite
+    assert TableStore(direct).load() is None  # straight to Azurite
     assert len(proxy.lines) == seen

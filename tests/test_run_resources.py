@@ -7,13 +7,16 @@ out of budget mid-read, and the garbage collector must be as the host had it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from nordpass_connector.adapters.nordpass import NordPassClient
 from nordpass_connector.composition import YOUNG_GENERATION_OBJECTS, relaxed_gc
+from nordpass_connector.options import Pool, PoolSizes
 from sandbox.datagen import EventFactory
 from tests.harness import Sandbox
 
@@ -82,3 +85,28 @@ def test_relaxed_gc_restores_the_collector_even_when_the_run_raises(
     # During the run: the large young generation, and what existed before frozen out of its scans.
     assert during[0][0] == YOUNG_GENERATION_OBJECTS and during[0][1] >= 1
     assert (gc.get_threshold(), gc.get_freeze_count()) == gc_state
+
+
+# -- pool sizes: derived in one place, checked when the connector is built -------------------------
+
+
+def test_every_pool_is_sized_from_the_settings_in_one_place(sandbox: Sandbox) -> None:
+    with sandbox.connector(
+        NORDPASS_FETCH_CONCURRENCY="7", NORDPASS_WINDOWS_AHEAD="3", NORDPASS_UPLOAD_CONCURRENCY="2"
+    ) as c:
+        pools = c.options.pools
+        assert (pools.page_fetchers, pools.window_readers, pools.uploaders) == (7, 4, 2)
+        assert pools.nordpass_requests == 7 + 4, "each window reader sends its first page itself"
+        assert (c.prefetcher.size, c.uploader.size) == (4, 2)
+        assert c.reader.limit.ceiling == 11
+        assert isinstance(c.reader.source, NordPassClient) and c.reader.source.max_connections == 11
+
+
+def test_a_connector_with_pools_other_than_its_options_say_is_refused(sandbox: Sandbox) -> None:
+    with sandbox.connector() as c, Pool(1, "too-few") as small:
+        with pytest.raises(ValueError, match="window readers, uploaders"):
+            dataclasses.replace(c, prefetcher=small)
+        with pytest.raises(ValueError, match="window readers, uploaders"):
+            dataclasses.replace(c, uploader=small)
+        with pytest.raises(ValueError, match="not a pool size"):
+            PoolSizes(page_fetchers=0, window_readers=3, uploaders=3)

@@ -24,12 +24,12 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 
 from nordpass_connector import cli, composition
+from nordpass_connector.adapters.ingestion import build_logs_client
 from nordpass_connector.doctor import render, run_doctor
 from nordpass_connector.health import run_summary
 from nordpass_connector.pipeline import RunFailed
 from nordpass_connector.report import RunReport
 from nordpass_connector.settings import load_settings
-from nordpass_connector.sink import build_logs_client
 from sandbox.datagen import EventFactory
 from sandbox.token_endpoint import TokenEndpoint
 from tests.harness import FAST_RETRIES, Sandbox

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
 from nordpass_connector.errors import ConfigurationError
 from nordpass_connector.schema import DEFAULT_HEALTH_STREAM_NAME, DEFAULT_STREAM_NAME
-from nordpass_connector.settings import SETTING_NAMES, load_settings
+from nordpass_connector.settings import SETTING_NAMES, load_settings, load_store_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "np-live-token-9f8e7d6c5b4a"
@@ -65,6 +66,29 @@ def test_unresolved_key_vault_reference_is_a_configuration_error_not_a_token() -
     with pytest.raises(ConfigurationError) as caught:
         load_settings(dict(GOOD, NORDPASS_TOKEN=ref))
     assert "NORDPASS_TOKEN" in str(caught.value) and "Key Vault" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["AZURE_CLIENT_ID", "AzureWebJobsStorage__clientId"])
+@pytest.mark.parametrize("load", [load_settings, load_store_settings], ids=["run", "status"])
+def test_an_unresolved_identity_reference_is_a_problem_not_another_identity(
+    name: str, load: Callable[[Mapping[str, str]], object]
+) -> None:
+    # Read after the problem check, such a reference used to load silently and the app fell back to
+    # another identity (the system-assigned one, or none) with only a 403 later to show for it.
+    ref = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/client-id)"
+    with pytest.raises(ConfigurationError) as caught:
+        load(dict(GOOD, **{name: ref}))
+    assert [p.split(" ", 1)[0] for p in caught.value.problems] == [name]
+    assert "unresolved Key Vault reference" in caught.value.problems[0]
+    assert "kv.vault.azure.net" not in caught.value.describe()
+
+
+def test_identity_client_ids_reach_the_settings() -> None:
+    client = "5b1f9a43-7c2e-4d8b-9f10-2a3b4c5d6e7f"
+    storage = "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f"
+    for load in (load_settings, load_store_settings):
+        s = load(dict(GOOD, AZURE_CLIENT_ID=client, AzureWebJobsStorage__clientId=storage))
+        assert (s.azure_client_id, s.storage.client_id) == (client, storage)
 
 
 def test_http_only_for_loopback() -> None:

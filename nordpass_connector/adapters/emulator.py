@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-from .errors import CheckpointUnavailable
-from .settings import STORAGE, StorageSettings, is_loopback
+from ..errors import CheckpointUnavailable
+from ..settings import STORAGE, StorageSettings, is_loopback
 
 # Where `UseDevelopmentStorage=true` sends table requests (the storage SDKs' fixed default).
 DEVELOPMENT_TABLE_ADDRESS = ("127.0.0.1", 10002)
@@ -57,7 +57,11 @@ def listens(address: tuple[str, int], timeout: float = 1.0) -> bool:
 def emulator_not_running(storage: StorageSettings) -> CheckpointUnavailable | None:
     """The error to report instead of a connection failure, when the settings point at a local
     emulator and nothing listens there; None otherwise (a real account, or the emulator is up)."""
-    address = emulator_address(storage)
+    return nothing_listens_at(emulator_address(storage))
+
+
+def nothing_listens_at(address: tuple[str, int] | None) -> CheckpointUnavailable | None:
+    """As `emulator_not_running`, for an emulator address already taken from the settings."""
     if address is None or listens(address):
         return None
     host, port = address

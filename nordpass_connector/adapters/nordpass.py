@@ -35,19 +35,28 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from . import USER_AGENT
-from .clock import Clock
-from .errors import (
+from .. import USER_AGENT
+from ..clock import Clock
+from ..errors import (
     ConfigurationError,
     SourceAuthError,
     SourceProtocolError,
     SourceUnavailable,
     SourceUnreachable,
 )
+from ..models import ActivityPage, PageMetadata
+from ..ports import Page, Window
+from ..retry import (
+    Deadline,
+    Retrier,
+    RetryCause,
+    TryAgain,
+    Verdict,
+    attempt_loop,
+    classify_status,
+    parse_retry_after,
+)
 from .keepalive import KeepAliveTransport
-from .models import ActivityPage, PageMetadata
-from .ports import Page, Window
-from .retry import Deadline, Retrier, Verdict, classify_status, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +68,6 @@ PROTOCOL_RETRIES: Final = 2
 # A host that refuses every connection from the start is misconfigured or blocked far more often
 # than it is down; a few quick attempts cover a blip, the next tick covers an outage.
 UNREACHABLE_ATTEMPTS: Final = 3
-
-CAUSE_RATE_LIMITED: Final = "nordpass:429"
-CAUSE_SERVER: Final = "nordpass:5xx"
-CAUSE_REQUEST_TIMEOUT: Final = "nordpass:408"
-CAUSE_TIMEOUT: Final = "nordpass:timeout"
-CAUSE_CONNECTION: Final = "nordpass:connection"
-CAUSE_PROTOCOL: Final = "nordpass:protocol"
 
 
 class NordPassClient:
@@ -103,6 +105,7 @@ class NordPassClient:
         self.retrier = retrier
         self.clock = clock
         self.protocol_retries = protocol_retries
+        self.max_connections = max_connections  # keep-alive connections kept (unless a transport is given)
         self._answered = False  # any HTTP answer from the host in this client's lifetime (one run)
         if transport is None:
             # One stack of keep-alive connections serves every thread (see `keepalive`).
@@ -139,77 +142,27 @@ class NordPassClient:
                 "per_page": self.per_page,
             }
         )
-        attempt = 0
-        protocol_failures = 0
-        reason = ""
-        while True:
-            attempt += 1
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise SourceUnavailable(
-                    f"run budget spent before page {page} could be fetched from {self.host}"
-                    + (f" (after {attempt - 1} attempts, last: {reason})" if attempt > 1 else "")
-                )
-            retry_after: float | None = None
+        protocol_failures = [0]  # 200s that were not a page, so far
+
+        def attempt(n: int) -> Page:
             try:
-                response = self._post(body, remaining)
-            except httpx.TimeoutException:
-                cause, reason = CAUSE_TIMEOUT, "timed out"
-            except httpx.DecodingError:
-                # A body whose Content-Encoding lies: the same family as a 200 that is not JSON.
-                protocol_failures += 1
-                if protocol_failures > self.protocol_retries:
-                    raise SourceProtocolError(
-                        f"{self.host} answered page {page} with an undecodable body, {protocol_failures} times"
-                    ) from None
-                cause, reason = CAUSE_PROTOCOL, "an undecodable body"
-            except httpx.ConnectError as exc:
-                why = _connect_failure(exc)
-                cause, reason = CAUSE_CONNECTION, f"connection failed ({why})"
-                if not self._answered and attempt >= UNREACHABLE_ATTEMPTS:
-                    raise SourceUnreachable(
-                        f"could not connect to {self.host}: {why} ({attempt} attempts; it has not answered "
-                        "in this run)"
-                    ) from None
-            except httpx.RequestError as exc:
-                # The class name (ConnectError, RemoteProtocolError, ...) is enough to diagnose and
-                # cannot carry the token or event data.
-                cause, reason = CAUSE_CONNECTION, f"connection failed ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                verdict = classify_status(status)
-                if verdict is Verdict.OK:
-                    result = self._parse(response, page)
-                    if isinstance(result, Page):
-                        return result
-                    protocol_failures += 1
-                    if protocol_failures > self.protocol_retries:
-                        raise SourceProtocolError(
-                            f"{self.host} answered page {page} with HTTP {status} but {result}, "
-                            f"{protocol_failures} times"
-                        )
-                    cause, reason = CAUSE_PROTOCOL, f"HTTP {status} with {result}"
-                elif verdict is Verdict.AUTH:
-                    raise SourceAuthError(f"{self.host} rejected the NordPass token (HTTP {status})")
-                elif verdict is Verdict.RATE_LIMITED:
-                    retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock.now())
-                    cause, reason = CAUSE_RATE_LIMITED, "rate limited (HTTP 429)"
-                elif verdict is Verdict.RETRY:
-                    cause = CAUSE_REQUEST_TIMEOUT if status == 408 else CAUSE_SERVER
-                    reason = f"HTTP {status}"
-                else:
-                    raise SourceProtocolError(
-                        f"{self.host} refused the query for page {page} with HTTP {status}; "
-                        "retrying the same request cannot help"
-                    )
-            if not self.retrier.pause(attempt, cause=cause, deadline=deadline, retry_after=retry_after):
-                raise SourceUnavailable(
-                    f"page {page} from {self.host}: {reason} on attempt {attempt}, no retry left "
-                    "within the attempt limit and the run budget"
-                )
-            log.warning(
-                "nordpass: %s from %s for page %d (attempt %d); retrying", reason, self.host, page, attempt
+                response = self._post(body, deadline.remaining())
+            except httpx.HTTPError as exc:
+                raise self._transport_failure(exc, page, n, protocol_failures) from None
+            return self._answer(response, page, n, protocol_failures)
+
+        def out_of_time(made: int, last: TryAgain | None) -> SourceUnavailable:
+            after = f" (after {made} attempts, last: {last.reason})" if last is not None else ""
+            return SourceUnavailable(
+                f"run budget spent before page {page} could be fetched from {self.host}{after}"
             )
+
+        def retrying(n: int, retry: TryAgain) -> None:
+            log.warning(
+                "nordpass: %s from %s for page %d (attempt %d); retrying", retry.reason, self.host, page, n
+            )
+
+        return attempt_loop(self.retrier, deadline, attempt, out_of_time=out_of_time, on_retry=retrying)
 
     def close(self) -> None:
         self._transport.close()
@@ -240,6 +193,72 @@ class NordPassClient:
         finally:
             response.close()
         return response
+
+    def _retry(
+        self, cause: RetryCause, reason: str, page: int, n: int, retry_after: float | None = None
+    ) -> TryAgain:
+        exhausted = SourceUnavailable(
+            f"page {page} from {self.host}: {reason} on attempt {n}, no retry left within the attempt limit "
+            "and the run budget"
+        )
+        return TryAgain(cause, reason, exhausted, retry_after=retry_after)
+
+    def _protocol_failure(
+        self, problem: str, reason: str, page: int, n: int, failures: list[int]
+    ) -> TryAgain:
+        """A 200 that is not a page: retried `protocol_retries` times, then SourceProtocolError."""
+        failures[0] += 1
+        if failures[0] > self.protocol_retries:
+            raise SourceProtocolError(f"{self.host} answered page {page} with {problem}, {failures[0]} times")
+        return self._retry(RetryCause.NORDPASS_PROTOCOL, reason, page, n)
+
+    def _transport_failure(self, exc: httpx.HTTPError, page: int, n: int, failures: list[int]) -> TryAgain:
+        """No usable answer at all. Only our own words and class names: the exception text may
+        carry the URL."""
+        if isinstance(exc, httpx.TimeoutException):
+            return self._retry(RetryCause.NORDPASS_TIMEOUT, "timed out", page, n)
+        if isinstance(exc, httpx.DecodingError):
+            # A body whose Content-Encoding lies: the same family as a 200 that is not JSON.
+            return self._protocol_failure("an undecodable body", "an undecodable body", page, n, failures)
+        if isinstance(exc, httpx.ConnectError):
+            why = _connect_failure(exc)
+            if not self._answered and n >= UNREACHABLE_ATTEMPTS:
+                raise SourceUnreachable(
+                    f"could not connect to {self.host}: {why} ({n} attempts; it has not answered in this run)"
+                ) from None
+            return self._retry(RetryCause.NORDPASS_CONNECTION, f"connection failed ({why})", page, n)
+        if isinstance(exc, httpx.RequestError):
+            # The class name (RemoteProtocolError, ReadError...) cannot carry the token or event data.
+            return self._retry(
+                RetryCause.NORDPASS_CONNECTION, f"connection failed ({type(exc).__name__})", page, n
+            )
+        raise exc
+
+    def _answer(self, response: httpx.Response, page: int, n: int, failures: list[int]) -> Page:
+        """The page, or the error an answer stands for (the one status mapping here): TryAgain for
+        what another attempt may fix."""
+        status = response.status_code
+        verdict = classify_status(status)
+        if verdict is Verdict.OK:
+            result = self._parse(response, page)
+            if isinstance(result, Page):
+                return result
+            raise self._protocol_failure(
+                f"HTTP {status} but {result}", f"HTTP {status} with {result}", page, n, failures
+            )
+        if verdict is Verdict.AUTH:
+            raise SourceAuthError(f"{self.host} rejected the NordPass token (HTTP {status})")
+        if verdict is Verdict.RATE_LIMITED:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock.now())
+            raise self._retry(
+                RetryCause.NORDPASS_RATE_LIMITED, "rate limited (HTTP 429)", page, n, retry_after
+            )
+        if verdict is Verdict.RETRY:
+            cause = RetryCause.NORDPASS_REQUEST_TIMEOUT if status == 408 else RetryCause.NORDPASS_SERVER
+            raise self._retry(cause, f"HTTP {status}", page, n)
+        raise SourceProtocolError(
+            f"{self.host} refused the query for page {page} with HTTP {status}; retrying the same request cannot help"
+        )
 
     def _bounded(self, remaining: float) -> dict[str, float | None]:
         """The configured timeouts, none longer than what is left of the run budget."""

@@ -9,11 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nordpass_connector.cursor import (
+from nordpass_connector.adapters.table_store import decode_checkpoint, encode_checkpoint
+from nordpass_connector.checkpoint import Checkpoint
+from nordpass_connector.dedup import ledger_key, select_new
+from nordpass_connector.ledger import Ledger
+from nordpass_connector.mapping import canonical_digest
+from nordpass_connector.ports import Window
+from nordpass_connector.windows import (
     MAX_HELD_WINDOWS,
     MAX_SPAN_SECONDS,
-    Checkpoint,
-    Ledger,
     WindowPolicy,
     clamp_to_retention,
     complete_window,
@@ -24,9 +28,6 @@ from nordpass_connector.cursor import (
     release_held,
     still_unreadable,
 )
-from nordpass_connector.dedup import ledger_key, select_new
-from nordpass_connector.mapping import canonical_digest
-from nordpass_connector.ports import Window
 
 POLICY = WindowPolicy(lookback_seconds=600, safety_delay_seconds=60)
 NOW = 1_760_000_000
@@ -107,7 +108,7 @@ def test_ledger_round_trips_through_checkpoint_fields(entries: list[tuple[int, b
     )
     for ts, digest in entries:
         cp.ledger.add(digest, ts)
-    back = Checkpoint.from_fields(cp.to_fields())
+    back = decode_checkpoint(encode_checkpoint(cp))
     assert back.ledger.entries == cp.ledger.entries
     assert (back.floor, back.current, back.done_to, back.newest_delivered) == (5, Window(4, 9), 3, 8)
 
@@ -117,10 +118,10 @@ def test_only_the_counted_ledger_chunks_are_read() -> None:
     it must never be mistaken for part of the ledger."""
     cp = Checkpoint(floor=5)
     cp.ledger.add(b"\x01" * 8, 7)
-    fields = cp.to_fields()
+    fields = encode_checkpoint(cp)
     assert fields["LedgerChunks"] == 1
     fields["Ledger1"] = b"\x02" * 16
-    assert Checkpoint.from_fields(fields).ledger.entries == cp.ledger.entries
+    assert decode_checkpoint(fields).ledger.entries == cp.ledger.entries
 
 
 def test_dedup_counts_occurrences_not_distinct_values() -> None:
@@ -218,11 +219,11 @@ def test_touching_held_windows_join_and_too_many_apart_stop_the_run() -> None:
             policy=POLICY,
         )
     assert len(cp.held) == MAX_HELD_WINDOWS
-    before = Checkpoint.from_fields(cp.to_fields())
+    before = decode_checkpoint(encode_checkpoint(cp))
     assert not hold_window(
         cp, Window(NOW - 1_000, NOW - 900), fetched_at=NOW, now=NOW, reason="d", policy=POLICY
     )
-    assert cp.to_fields() == before.to_fields(), "nothing changed"
+    assert encode_checkpoint(cp) == encode_checkpoint(before), "nothing changed"
 
 
 def test_a_held_window_beyond_the_apis_reach_is_reported_as_a_skipped_gap() -> None:

@@ -6,7 +6,7 @@ re-chunks it. The outcome per batch is Vector's: rows end up delivered, rejected
 the dead-letter table) or, when a transient failure outlasts our retries, the delivery carries an
 error and the pipeline stops the run.
 
-Status policy (see `azure-platform-facts.md`):
+Status policy (the statuses and their meaning: docs/azure-platform.md, "Logs Ingestion API"):
   204 delivered - 400 (and other 4xx) never retried as is: a request of several rows is halved,
   level by level, until each refused record is alone; only those are rejected, with the service's
   error code, and the rest is delivered - 401 one retry, then SinkAuthError - 403 a few attempts
@@ -30,11 +30,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
@@ -44,10 +47,10 @@ from azure.core.exceptions import (
 from azure.monitor.ingestion import LogsIngestionClient
 from isal import igzip
 
-from . import USER_AGENT
-from .batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
-from .clock import Clock
-from .errors import (
+from .. import USER_AGENT
+from ..batching import DEFAULT_MAX_BODY_BYTES, body_of, oversize_reason
+from ..clock import Clock
+from ..errors import (
     SinkAuthError,
     SinkConfigError,
     SinkError,
@@ -55,12 +58,24 @@ from .errors import (
     SinkTokenUnavailable,
     SinkUnavailable,
 )
-from .ports import Batch, Delivery, Rejection, SetAsideCode
-from .retry import Deadline, Retrier, RetryLog, RetryPolicy, Verdict, classify_status, parse_retry_after
-from .throttle import RateBudget
+from ..ports import Batch, Delivery, Rejection, SetAsideCode
+from ..retry import (
+    Deadline,
+    Retrier,
+    RetryCause,
+    RetryLog,
+    RetryPolicy,
+    TryAgain,
+    Verdict,
+    attempt_loop,
+    classify_status,
+    parse_retry_after,
+)
+from ..throttle import RateBudget
 
 log = logging.getLogger(__name__)
 
+MONITOR_SCOPE = "https://monitor.azure.com/.default"
 CLIENT_REQUEST_ID = "x-ms-client-request-id"
 SERVICE_REQUEST_ID = "x-ms-request-id"
 NO_IDENTITY_NOTE = "no managed identity answered, and off Azure no `az login` session was found"
@@ -153,6 +168,126 @@ def _error_code(exc: HttpResponseError) -> str:
 def _request_ids(exc: Exception, client_request_id: str) -> str:
     service_id = _header(exc, SERVICE_REQUEST_ID) if isinstance(exc, HttpResponseError) else None
     return f"client_request_id={client_request_id} request_id={service_id or '-'}"
+
+
+TIMED_OUT = "timed out"
+LOST_CONNECTION = "lost the connection"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An upload that was not accepted: what the service, or the way to it, answered. Status,
+    error code and request ids only, never a body or the service's message (either may quote the
+    payload)."""
+
+    status: int = 0  # 0: no HTTP answer (see `transport` and `no_token`)
+    code: str = ""
+    ids: str = ""
+    retry_after: float | None = None
+    transport: str = ""  # no answer: TIMED_OUT or LOST_CONNECTION
+    error_class: str = ""  # the exception's class name, when there was no HTTP answer
+    no_token: bool = False  # nothing was sent: the credential produced no token
+
+    def describe(self) -> str:
+        if self.no_token:
+            return f"no token ({self.error_class})"
+        if self.transport:
+            return f"{self.transport} ({self.error_class})"
+        return f"HTTP {self.status} ({self.code})"
+
+
+def _upload(
+    client: LogsIngestionClient,
+    *,
+    rule_id: str,
+    stream: str,
+    wire: bytes,
+    request_id: str,
+    connection_timeout: float,
+    read_timeout: float,
+    now: float | None,
+) -> _Answer | None:
+    """One POST of `wire` (a JSON array, raw or gzipped); None when it was accepted. Every Azure
+    exception it can raise becomes an `_Answer` here, and nowhere else. `now` reads an HTTP-date
+    Retry-After (None: the caller will not retry)."""
+    try:
+        client.upload(
+            rule_id,
+            stream,
+            io.BytesIO(wire),
+            request_id=request_id,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+        )
+        return None
+    except HttpResponseError as exc:
+        ids = _request_ids(exc, request_id)
+        if exc.response is None:  # raised before any HTTP exchange: no token
+            return _Answer(ids=ids, error_class=type(exc).__name__, no_token=True)
+        retry_after = _retry_after(exc, now=now) if now is not None else None
+        return _Answer(exc.status_code or 0, _error_code(exc), ids, retry_after)
+    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
+        return _Answer(ids=_request_ids(exc, request_id), transport=TIMED_OUT, error_class=type(exc).__name__)
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        return _Answer(
+            ids=_request_ids(exc, request_id), transport=LOST_CONNECTION, error_class=type(exc).__name__
+        )
+
+
+def _failure(answer: _Answer, *, rule_id: str, stream: str, attempts: int) -> SinkError:
+    """The error an answer stands for once no further attempt can help: the one place where a
+    status (or no answer) becomes one of the connector's errors."""
+    if answer.no_token:
+        return SinkTokenUnavailable(
+            f"no identity could get a token for the Logs Ingestion API ({answer.error_class}): {NO_IDENTITY_NOTE}"
+        )
+    if answer.transport:
+        return SinkUnavailable(
+            f"the Logs Ingestion API {answer.transport} ({answer.error_class}) after {attempts} attempt(s)"
+        )
+    status, code = answer.status, answer.code
+    if status == 401:
+        again = " twice" if attempts > 1 else ""
+        return SinkAuthError(
+            f"the Logs Ingestion API rejected the token{again} (401, {code}); check that the token audience "
+            "is https://monitor.azure.com and the identity exists"
+        )
+    if status == 403:
+        return SinkAuthError(
+            f"ingestion into DCR {rule_id!r} stream {stream!r} was refused with 403 ({code}) on {attempts} "
+            f"attempt(s): {PROPAGATION_NOTE}"
+        )
+    if status == 404:
+        return SinkConfigError(
+            f"the Logs Ingestion API answered 404 ({code}) for DCR immutable id {rule_id!r} and stream "
+            f"{stream!r}: the endpoint, DCR id or stream name is wrong"
+        )
+    if attempts > 1:
+        return SinkUnavailable(
+            f"the Logs Ingestion API kept failing (last: HTTP {status}, {code}) after {attempts} attempt(s)"
+        )
+    return SinkUnavailable(f"the Logs Ingestion API answered HTTP {status} ({code})")
+
+
+def _retry_cause(answer: _Answer) -> RetryCause:
+    if answer.transport == TIMED_OUT or answer.status == 408:
+        return RetryCause.INGESTION_TIMEOUT
+    if answer.transport:
+        return RetryCause.INGESTION_CONNECTION
+    if answer.status == 429:
+        return RetryCause.INGESTION_RATE_LIMITED
+    return RetryCause.INGESTION_SERVER
+
+
+def _retry_after(exc: HttpResponseError, *, now: float) -> float | None:
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        value = _header(exc, name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / 1000.0)
+            except ValueError:
+                pass
+    return parse_retry_after(_header(exc, "Retry-After"), now=now)
 
 
 class IngestionSink:
@@ -312,206 +447,101 @@ class IngestionSink:
         return compressed if len(compressed) <= self.max_body_bytes else body
 
     def _post(self, wire: bytes, delivery: Delivery, deadline: Deadline, *, raw_size: int) -> _Outcome:
-        client_request_id = str(uuid.uuid4())  # one id across our retries, as the SDK does for its own
-        attempt = 0
-        unauthorized = 0
-        forbidden = 0
-        while True:
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                return _Failed(
-                    SinkUnavailable("the run's time budget ran out before the batch was acknowledged")
-                )
-            wait = self._budget.delay_for(raw_size)
-            if wait > 0:
-                if wait >= remaining:
-                    return _Failed(
-                        SinkUnavailable("the DCR's per-minute request or byte budget is used up for this run")
-                    )
-                log.warning("ingestion: pausing %.1f s to stay under the DCR's per-minute limits", wait)
-                self._retrier.clock.sleep(wait)
-                continue
+        """Upload `wire` until it is accepted, refused or no attempt is left; never raises."""
+        request_id = str(uuid.uuid4())  # one id across our retries, as the SDK does for its own
+        refusals = {401: 0, 403: 0}
+
+        def attempt(n: int) -> _Ok | _TooLarge | _Rejected:
+            self._wait_for_budget(raw_size, deadline)
             self._budget.record(raw_size)
-            attempt += 1
             delivery.requests += 1
             delivery.bytes_sent += len(wire)
-            try:
-                self._client.upload(
-                    self._rule_id,
-                    self._stream,
-                    io.BytesIO(wire),
-                    request_id=client_request_id,
-                    connection_timeout=max(0.1, min(self._connection_timeout, remaining)),
-                    read_timeout=max(0.1, min(self._request_timeout, remaining)),
-                )
-                return _Ok()
-            except HttpResponseError as exc:
-                if exc.response is None:
-                    # Raised before any HTTP exchange: the credential could not produce a token.
-                    log.warning(
-                        "ingestion: no token (%s) %s",
-                        type(exc).__name__,
-                        f"client_request_id={client_request_id}",
-                    )
-                    return _Failed(
-                        SinkTokenUnavailable(
-                            f"no identity could get a token for the Logs Ingestion API ({type(exc).__name__}): "
-                            f"{NO_IDENTITY_NOTE}"
-                        )
-                    )
-                status = exc.status_code or 0
-                code = _error_code(exc)
-                ids = _request_ids(exc, client_request_id)
-                verdict = classify_status(status)
-                # A refused record is reported once, when it is set aside; the requests that isolate
-                # it (about 2 x log2(n)) are logged at INFO.
-                level = logging.INFO if verdict is Verdict.REJECT else logging.WARNING
-                log.log(level, "ingestion attempt %d failed: HTTP %d (%s) %s", attempt, status, code, ids)
-                if verdict is Verdict.TOO_LARGE:
-                    return _TooLarge()
-                if verdict is Verdict.NOT_FOUND:
-                    return _Failed(
-                        SinkConfigError(
-                            f"the Logs Ingestion API answered 404 ({code}) for DCR immutable id "
-                            f"{self._rule_id!r} and stream {self._stream!r}: the endpoint, DCR id or stream "
-                            "name is wrong"
-                        )
-                    )
-                if verdict is Verdict.REJECT:
-                    return _Rejected(
-                        f"rejected by the Logs Ingestion API: HTTP {status} ({code})", status, code
-                    )
-                if verdict is Verdict.AUTH and status == 401:
-                    unauthorized += 1
-                    # The bearer policy dropped its cached token on the 401: one more try fetches a new one.
-                    if unauthorized <= 1:
-                        self._retrier.log.record("ingestion:401")
-                        continue
-                    return _Failed(
-                        SinkAuthError(
-                            f"the Logs Ingestion API rejected the token twice (401, {code}); check that the "
-                            "token audience is https://monitor.azure.com and the identity exists"
-                        )
-                    )
-                if verdict is Verdict.AUTH:
-                    forbidden += 1
-                    if forbidden < self._forbidden_attempts and self._retrier.pause(
-                        attempt, cause="ingestion:403", deadline=deadline
-                    ):
-                        continue
-                    return _Failed(
-                        SinkAuthError(
-                            f"ingestion into DCR {self._rule_id!r} stream {self._stream!r} was refused with "
-                            f"403 ({code}) on {forbidden} attempt(s): {PROPAGATION_NOTE}"
-                        )
-                    )
-                retry_after = self._retry_after(exc)
-                cause = (
-                    "ingestion:429"
-                    if status == 429
-                    else "ingestion:timeout"
-                    if status == 408
-                    else "ingestion:5xx"
-                )
-                if self._retrier.pause(attempt, cause=cause, deadline=deadline, retry_after=retry_after):
-                    continue
-                return _Failed(
-                    SinkUnavailable(
-                        f"the Logs Ingestion API kept failing (last: HTTP {status}, {code}) after {attempt} attempt(s)"
-                    )
-                )
-            except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
-                cause, what = "ingestion:timeout", "timed out"
-                log.warning(
-                    "ingestion attempt %d %s (%s) %s",
-                    attempt,
-                    what,
-                    type(exc).__name__,
-                    _request_ids(exc, client_request_id),
-                )
-            except (ServiceRequestError, ServiceResponseError) as exc:
-                cause, what = "ingestion:connection", "lost the connection"
-                log.warning(
-                    "ingestion attempt %d %s (%s) %s",
-                    attempt,
-                    what,
-                    type(exc).__name__,
-                    _request_ids(exc, client_request_id),
-                )
-            if not self._retrier.pause(attempt, cause=cause, deadline=deadline):
-                return _Failed(SinkUnavailable(f"the Logs Ingestion API {what} after {attempt} attempt(s)"))
+            remaining = deadline.remaining()
+            answer = _upload(
+                self._client,
+                rule_id=self._rule_id,
+                stream=self._stream,
+                wire=wire,
+                request_id=request_id,
+                connection_timeout=max(0.1, min(self._connection_timeout, remaining)),
+                read_timeout=max(0.1, min(self._request_timeout, remaining)),
+                now=self._retrier.clock.now(),
+            )
+            return _Ok() if answer is None else self._judge(answer, n, refusals)
 
-    def _retry_after(self, exc: HttpResponseError) -> float | None:
-        for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-            value = _header(exc, name)
-            if value is not None:
-                try:
-                    return max(0.0, float(value) / 1000.0)
-                except ValueError:
-                    pass
-        return parse_retry_after(_header(exc, "Retry-After"), now=self._retrier.clock.now())
+        def out_of_time(made: int, last: TryAgain | None) -> SinkError:
+            return SinkUnavailable("the run's time budget ran out before the batch was acknowledged")
 
+        try:
+            return attempt_loop(self._retrier, deadline, attempt, out_of_time=out_of_time)
+        except SinkError as error:
+            return _Failed(error)
 
-def _upload_once(
-    client: LogsIngestionClient, *, rule_id: str, stream_name: str, body: bytes, timeout: float, what: str
-) -> str:
-    """One POST of `body` to the stream, no retry; returns the client request id.
-
-    Raises SinkTokenUnavailable (no token), SinkAuthError (401, 403), SinkConfigError (404: endpoint,
-    DCR id or stream) or SinkUnavailable (anything else). Messages carry status and error codes only,
-    never a body.
-    """
-    client_request_id = str(uuid.uuid4())
-    try:
-        client.upload(
-            rule_id,
-            stream_name,
-            io.BytesIO(body),
-            request_id=client_request_id,
-            connection_timeout=timeout,
-            read_timeout=timeout,
+    def _judge(self, answer: _Answer, n: int, refusals: dict[int, int]) -> _TooLarge | _Rejected:
+        """What a failed attempt means for a batch of events: a part to split or set aside, or
+        TryAgain, or the SinkError that ends the batch."""
+        verdict = classify_status(answer.status) if answer.status else Verdict.RETRY
+        # A refused record is reported once, when it is set aside; the requests that isolate it
+        # (about 2 x log2(n)) are logged at INFO.
+        level = logging.INFO if verdict is Verdict.REJECT else logging.WARNING
+        log.log(level, "ingestion attempt %d failed: %s %s", n, answer.describe(), answer.ids)
+        if verdict is Verdict.TOO_LARGE:
+            return _TooLarge()
+        if verdict is Verdict.REJECT:
+            reason = f"rejected by the Logs Ingestion API: HTTP {answer.status} ({answer.code})"
+            return _Rejected(reason, answer.status, answer.code)
+        failure = partial(_failure, answer, rule_id=self._rule_id, stream=self._stream)
+        if answer.no_token or verdict is Verdict.NOT_FOUND:
+            raise failure(attempts=n)
+        if verdict is Verdict.AUTH:
+            refusals[answer.status] += 1
+            tries = refusals[answer.status]
+            if answer.status == 401 and tries <= 1:
+                # The bearer policy dropped its cached token on the 401: one more try fetches a new one.
+                raise TryAgain(
+                    RetryCause.INGESTION_UNAUTHORIZED, answer.describe(), failure(attempts=tries), wait=False
+                )
+            if answer.status == 403 and tries < self._forbidden_attempts:  # role propagation
+                raise TryAgain(RetryCause.INGESTION_FORBIDDEN, answer.describe(), failure(attempts=tries))
+            raise failure(attempts=tries)
+        raise TryAgain(
+            _retry_cause(answer), answer.describe(), failure(attempts=n), retry_after=answer.retry_after
         )
-    except HttpResponseError as exc:
-        if exc.response is None:
-            raise SinkTokenUnavailable(
-                f"no identity could get a token for the Logs Ingestion API ({type(exc).__name__}): "
-                f"{NO_IDENTITY_NOTE}"
-            ) from None
-        status = exc.status_code or 0
-        code = _error_code(exc)
-        ids = _request_ids(exc, client_request_id)
-        log.warning("ingestion %s failed: HTTP %d (%s) %s", what, status, code, ids)
-        if status == 401:
-            raise SinkAuthError(f"the Logs Ingestion API rejected the token (401, {code})") from None
-        if status == 403:
-            raise SinkAuthError(
-                f"the Logs Ingestion API refused the upload (403, {code}): {PROPAGATION_NOTE}"
-            ) from None
-        if status == 404:
-            raise SinkConfigError(
-                f"the Logs Ingestion API answered 404 ({code}) for DCR immutable id {rule_id!r} and stream "
-                f"{stream_name!r}"
-            ) from None
-        raise SinkUnavailable(
-            f"the Logs Ingestion API answered HTTP {status} ({code}) to the {what}"
-        ) from None
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        log.warning("ingestion %s: %s client_request_id=%s", what, type(exc).__name__, client_request_id)
-        raise SinkUnavailable(f"the Logs Ingestion API could not be reached ({type(exc).__name__})") from None
-    return client_request_id
+
+    def _wait_for_budget(self, raw_size: int, deadline: Deadline) -> None:
+        """Stay under the DCR's per-minute limits (`throttle`); SinkUnavailable when the wait would
+        outlast the run's budget."""
+        while (wait := self._budget.delay_for(raw_size)) > 0:
+            if wait >= deadline.remaining():
+                raise SinkUnavailable("the DCR's per-minute request or byte budget is used up for this run")
+            log.warning("ingestion: pausing %.1f s to stay under the DCR's per-minute limits", wait)
+            self._retrier.clock.sleep(wait)
 
 
 def check_upload(
     client: LogsIngestionClient, *, rule_id: str, stream_name: str, timeout: float = 10.0
 ) -> str:
-    """Health check: POST `[]` to the stream (nothing is ingested). Returns the client request id.
+    """Health check: POST `[]` to the stream, once (nothing is ingested). Returns the client request id.
 
-    Surfaces at once what a real upload would hit: SinkAuthError (401, or 403 during role
-    propagation), SinkConfigError (404: endpoint, DCR id or stream), SinkUnavailable (anything else).
+    Surfaces at once what a real upload would hit: SinkTokenUnavailable (no token), SinkAuthError
+    (401, or 403 during role propagation), SinkConfigError (404: endpoint, DCR id or stream),
+    SinkUnavailable (anything else).
     """
-    return _upload_once(
-        client, rule_id=rule_id, stream_name=stream_name, body=b"[]", timeout=timeout, what="health check"
+    request_id = str(uuid.uuid4())
+    answer = _upload(
+        client,
+        rule_id=rule_id,
+        stream=stream_name,
+        wire=b"[]",
+        request_id=request_id,
+        connection_timeout=timeout,
+        read_timeout=timeout,
+        now=None,
     )
+    if answer is not None:
+        log.warning("ingestion check of %s failed: %s %s", stream_name, answer.describe(), answer.ids)
+        raise _failure(answer, rule_id=rule_id, stream=stream_name, attempts=1)
+    return request_id
 
 
 HEALTH_STREAM_ACTION = (
@@ -519,6 +549,55 @@ HEALTH_STREAM_ACTION = (
     "release (it adds the stream and the NordPassConnectorHealth_CL table), or set "
     "DCR_HEALTH_STREAM_NAME=none to send no health rows"
 )
+
+
+def check_token(credential: TokenCredential, *, identity: str) -> int:
+    """Health check: the token every upload needs; returns when it expires (epoch seconds).
+
+    SinkTokenUnavailable when the credential gives none, naming `identity` (a description such as
+    "system-assigned managed identity", never a secret) and the exception's class and status: an
+    SDK message can quote the token endpoint's answer."""
+    try:
+        return int(credential.get_token(MONITOR_SCOPE).expires_on)
+    except ClientAuthenticationError as error:
+        status = f", HTTP {error.status_code}" if error.status_code else ""
+        raise SinkTokenUnavailable(
+            f"{identity} could not get a token for https://monitor.azure.com ({type(error).__name__}{status})"
+        ) from None
+    except AzureError as error:
+        raise SinkTokenUnavailable(
+            f"{identity}: the token endpoint could not be reached ({type(error).__name__})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class StreamsChecked:
+    """Both streams of the DCR took an empty upload (`check_streams`)."""
+
+    request_id: str  # the events stream's client request id
+    health_request_id: str | None  # the health stream's; None when health rows are turned off
+
+
+def check_streams(
+    client: LogsIngestionClient,
+    *,
+    rule_id: str,
+    stream_name: str,
+    health_stream_name: str | None,
+    timeout: float = 10.0,
+) -> StreamsChecked:
+    """`check_upload` for the events stream, then for the health stream (the run's health row
+    goes there, through the same client). Raises as `check_upload` does; a health stream the DCR
+    does not declare (404) carries HEALTH_STREAM_ACTION: redeploy, or turn health rows off."""
+    request_id = check_upload(client, rule_id=rule_id, stream_name=stream_name, timeout=timeout)
+    if health_stream_name is None:
+        return StreamsChecked(request_id, None)
+    try:
+        health_id = check_upload(client, rule_id=rule_id, stream_name=health_stream_name, timeout=timeout)
+    except SinkConfigError as error:
+        raise SinkConfigError(error.message, action=HEALTH_STREAM_ACTION) from None
+    return StreamsChecked(request_id, health_id)
+
 
 HEALTH_RETRY_ACTION = "nothing to do if it clears: the next run sends its own health row"
 
@@ -553,26 +632,35 @@ class IngestionHealthReporter:
     def report(self, row: dict[str, Any], *, timeout: float) -> None:
         body = orjson.dumps([row])
         deadline = Deadline.after(self._clock, timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise SinkUnavailable(
-                    f"no time left for the health row ({timeout:g} s)", action=HEALTH_RETRY_ACTION
-                )
-            try:
-                _upload_once(
-                    self._client,
-                    rule_id=self._rule_id,
-                    stream_name=self._stream,
-                    body=body,
-                    timeout=max(0.1, remaining),
-                    what="health row",
-                )
+        request_id = str(uuid.uuid4())
+
+        def attempt(n: int) -> None:
+            answer = _upload(
+                self._client,
+                rule_id=self._rule_id,
+                stream=self._stream,
+                wire=body,
+                request_id=request_id,
+                connection_timeout=max(0.1, deadline.remaining()),
+                read_timeout=max(0.1, deadline.remaining()),
+                now=self._clock.now(),
+            )
+            if answer is None:
                 return
-            except SinkConfigError as error:
-                raise SinkConfigError(error.message, action=HEALTH_STREAM_ACTION) from None
-            except SinkUnavailable as error:
-                if not self._retrier.pause(attempt, cause="health", deadline=deadline):
-                    raise SinkUnavailable(error.message, action=HEALTH_RETRY_ACTION) from None
+            log.warning("ingestion health row attempt %d failed: %s %s", n, answer.describe(), answer.ids)
+            failure = _failure(answer, rule_id=self._rule_id, stream=self._stream, attempts=n)
+            if isinstance(failure, SinkConfigError):
+                raise SinkConfigError(failure.message, action=HEALTH_STREAM_ACTION)
+            if isinstance(failure, SinkAuthError):
+                raise failure
+            exhausted = SinkUnavailable(failure.message, action=HEALTH_RETRY_ACTION)
+            raise TryAgain(
+                RetryCause.HEALTH_ROW, answer.describe(), exhausted, retry_after=answer.retry_after
+            )
+
+        def out_of_time(made: int, last: TryAgain | None) -> SinkError:
+            return SinkUnavailable(
+                f"no time left for the health row ({timeout:g} s)", action=HEALTH_RETRY_ACTION
+            )
+
+        attempt_loop(self._retrier, deadline, attempt, out_of_time=out_of_time)
