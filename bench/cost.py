@@ -124,15 +124,18 @@ HOST_LEVELS = {"Trace": 0, "Debug": 1, "Information": 2, "Warning": 3, "Error": 
 # -- Log Analytics: billed bytes per row ---------------------------------------------------------
 
 _TYPES = {c.name: c.type for c in schema.COLUMNS}
+_HEALTH_TYPES = {c.name: c.type for c in schema.HEALTH_COLUMNS}
 
 
-def billed_bytes(row: Mapping[str, Any], *, datetime_chars: int = 20) -> int:
-    """The billed size of one stored row under `BILLING_RULE`."""
+def billed_bytes(
+    row: Mapping[str, Any], *, datetime_chars: int = 20, types: Mapping[str, str] = _TYPES
+) -> int:
+    """The billed size of one stored row under `BILLING_RULE` (`types`: its table's column types)."""
     total = 0
     for name, value in row.items():
         if value is None or value == "" or value == {} or value == []:
             continue
-        kind = _TYPES[name]
+        kind = types[name]
         if kind == "datetime":
             total += datetime_chars
         elif kind == "dynamic":
@@ -157,6 +160,36 @@ def _sample_rows() -> list[dict[str, Any]]:
     rows = select_new(events, Ledger()).rows
     # What reaches the service: the JSON we send, parsed back (omitted columns are stored as null).
     return [orjson.loads(orjson.dumps(row)) for row in rows]
+
+
+def health_row_billed_bytes() -> int:
+    """The billed size of a healthy tick's row in `NordPassConnectorHealth_CL` (one a run, 43,200 a
+    month whatever the event rate), built by the connector's own `health.health_row` from an ok
+    run that delivered 100 events."""
+    from nordpass_connector import __version__
+    from nordpass_connector.health import HealthRecord, health_row
+    from nordpass_connector.report import RunReport
+
+    start = 1_767_255_996
+    report = RunReport(
+        run_id="3f2a9c1b7d4e",
+        started_at="2026-01-01T08:26:36Z",
+        outcome="ok",
+        caught_up=True,
+        windows=1,
+        pages=2,
+        fetched=100,
+        sent=100,
+        ingestion_requests=1,
+        ingestion_bytes=9_652,
+        checkpoint_after={"floor": "2025-12-25T08:26:36Z", "done_to": "2026-01-01T08:26:34Z"},
+        newest_event="2026-01-01T08:26:31Z",
+        lag_seconds=5.3,
+        duration_seconds=0.31,
+    )
+    record = HealthRecord(last_success_at="2026-01-01T08:26:36Z", consecutive_failures=0)
+    row = health_row(now=start + 1, instance="default", version=__version__, report=report, record=record)
+    return billed_bytes(row, types=_HEALTH_TYPES)
 
 
 def official_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -319,6 +352,8 @@ def summarise(
     """The cost table. `steady` maps events a day to a `bench.freshness.measure` result at that rate
     (its `ticks_detail` holds every tick's wall and CPU seconds and log records)."""
     rows = row_sizes()
+    health_bytes = health_row_billed_bytes()
+    health_gb = health_bytes * TICKS_PER_MONTH / 1e9
     levels_now = host_log_levels()
     peaks = [r["peak_rss_mb"] for r in steady.values()]
     peak = max([*peaks, *([peak_rss_1m_mb] if peak_rss_1m_mb else [])])
@@ -343,6 +378,10 @@ def summarise(
                 "official_gb_per_month": round(la_gb_official, 3),
                 "ours_usd_per_month": round(la_gb_ours * LOG_ANALYTICS_USD_PER_GB, 2),
                 "official_usd_per_month": round(la_gb_official * LOG_ANALYTICS_USD_PER_GB, 2),
+                # One health row a tick (issue 13), on top of the events, whatever the rate.
+                "health_rows_billed_bytes_each": health_bytes,
+                "health_rows_gb_per_month": round(health_gb, 4),
+                "health_rows_usd_per_month": round(health_gb * LOG_ANALYTICS_USD_PER_GB, 2),
             },
         }
     return {

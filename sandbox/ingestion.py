@@ -673,10 +673,12 @@ def _stats(b: _Behaviour, store: RowStore) -> dict[str, Any]:
         wire = sum(c.wire_bytes for c in b.calls)
         raw = sum(c.raw_bytes for c in b.calls)
         n = len(b.calls)
+        by_stream = Counter(c.stream for c in b.calls)
         faults = [asdict(f) for f in b.faults]
     dups = store.duplicates()
     return {
         "calls": n,
+        "calls_by_stream": dict(by_stream),
         "statuses": dict(statuses),
         "wire_bytes": wire,
         "raw_bytes": raw,

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from bench import cost
-from bench.freshness import Scenario, Scheduled, SharedClock, analyse, distribution
+from bench.freshness import Scenario, Scheduled, SharedClock, analyse, distribution, tick_summary
+from nordpass_connector import schema
 from nordpass_connector.mapping import canonical_digest, event_id
 
 EVENT = {
@@ -136,3 +137,32 @@ def test_app_insights_counts_only_what_host_json_lets_through() -> None:
     quiet = cost.app_insights(records, {"default": "Warning"}, ticks=2)
     assert everything["our_records_per_tick"] == 1 and everything["host_records_per_tick"] == 10
     assert quiet["records_per_tick"] == 0 and quiet["bytes_per_tick"] == 0
+
+
+def test_an_idle_tick_counts_event_uploads_apart_from_its_health_row() -> None:
+    def tick(n: int, delivered: int, uploads: int) -> dict:
+        return {
+            "tick": n,
+            "seconds": 0.2,
+            "cpu_seconds": 0.05,
+            "outcome": "ok",
+            "nordpass_requests": 2,
+            "ingestion_requests": uploads,
+            "health_requests": 1,
+            "delivered": delivered,
+        }
+
+    summary = tick_summary([tick(0, 100, 1), tick(1, 5, 1), tick(2, 0, 0), tick(3, 0, 0)])
+    assert (summary["idle_ticks"], summary["idle_tick_max_ingestion_requests"]) == (2, 0)
+    assert summary["health_requests_per_tick"] == 1.0
+    assert summary["ingestion_requests_per_tick"] == round(1 / 3, 2)
+
+
+def test_health_rows_are_billed_by_their_own_column_types() -> None:
+    health_types = {c.name: c.type for c in schema.HEALTH_COLUMNS}
+    row = {"TimeGenerated": "2026-01-01T08:26:37Z", "RunId": "abc", "EventsSent": 100, "ErrorClass": None}
+    assert cost.billed_bytes(row, types=health_types) == 20 + 3 + 3
+    with pytest.raises(KeyError):
+        cost.billed_bytes(row)  # the events table has no RunId
+    # A healthy tick's row, as the connector builds it: far smaller than the events it reports.
+    assert 100 < cost.health_row_billed_bytes() < 400

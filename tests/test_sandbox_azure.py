@@ -264,8 +264,14 @@ def test_control_routes(ingestion: IngestionStandIn, token_endpoint: TokenEndpoi
         assert (
             stats["calls"] == 2 and stats["statuses"] == {"502": 1, "204": 1} and stats["accepted_rows"] == 1
         )
+        assert post(ingestion, b"[]", token=token, stream=ingestion.health_stream_name).status_code == 204
+        # Per stream, so a benchmark can tell event uploads from health rows.
+        assert control.stats()["calls_by_stream"] == {
+            ingestion.stream_name: 2,
+            ingestion.health_stream_name: 1,
+        }
         calls = control.calls()
-        assert [c["status"] for c in calls] == [502, 204] and "body" not in calls[0]
+        assert [c["status"] for c in calls] == [502, 204, 204] and "body" not in calls[0]
         assert control.kql("NordPassEventLogs_CL | project EventId") == [["c-0"]]
         with pytest.raises(RuntimeError, match="Error"):
             control.kql("NoSuchTable | count")
