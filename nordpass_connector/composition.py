@@ -122,6 +122,15 @@ def build_credential(
     )
 
 
+def _credential_closed_with(stack: ExitStack, credential: TokenCredential) -> TokenCredential:
+    """`credential`, closed (its token session) when `stack` closes. `TokenCredential` does not
+    declare `close`; both credentials `build_credential` makes have one."""
+    close = getattr(credential, "close", None)
+    if callable(close):
+        stack.callback(close)
+    return credential
+
+
 def describe_identity(settings: Settings, environ: Mapping[str, str]) -> str:
     """Which identity `build_credential` asks for a token, in words (for doctor)."""
     if not running_with_managed_identity(environ):
@@ -186,10 +195,7 @@ def doctor_context(
     are closed afterwards."""
     dates = ServerDates(clock)
     with ExitStack() as stack:
-        credential = build_credential(settings, environ)
-        close_credential = getattr(credential, "close", None)
-        if callable(close_credential):
-            stack.callback(close_credential)
+        credential = _credential_closed_with(stack, build_credential(settings, environ))
         nordpass = NordPassClient(
             endpoint_url=settings.nordpass_endpoint_url,
             token=settings.nordpass_token.get_secret_value(),
@@ -279,10 +285,7 @@ def build_connector(
     pools = options.pools
     with ExitStack() as stack:
         stack.enter_context(relaxed_gc())
-        credential = build_credential(settings, environ)
-        close_credential = getattr(credential, "close", None)
-        if callable(close_credential):
-            stack.callback(close_credential)
+        credential = _credential_closed_with(stack, build_credential(settings, environ))
         source = NordPassClient(
             endpoint_url=settings.nordpass_endpoint_url,
             token=settings.nordpass_token.get_secret_value(),
