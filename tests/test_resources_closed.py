@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from nordpass_connector.composition import build_connector
 from nordpass_connector.pipeline import run_once
 from nordpass_connector.settings import load_settings
@@ -32,6 +34,7 @@ def _connections_to(port: int) -> int:
     return count
 
 
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="counts sockets through Linux's /proc")
 def test_runs_leave_no_connection_open(sandbox: Sandbox) -> None:
     # The checkpoint table, the managed-identity endpoint, the ingestion endpoint and NordPass.
     ports = {
