@@ -119,10 +119,10 @@ def test_limit_slots() -> None:
 
         waiter = threading.Thread(target=third)
         waiter.start()
-        started.wait(1)
+        assert started.wait(30)
         assert not entered.wait(0.2), "the halved limit admitted a second request"
-    assert entered.wait(1), "a released slot must admit the waiting request"
-    waiter.join(1)
+    assert entered.wait(30), "a released slot must admit the waiting request"
+    waiter.join(30)
     assert limit.in_flight == 0
     for _ in range(5):
         limit.on_success()
