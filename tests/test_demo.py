@@ -596,10 +596,29 @@ def test_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        # --port-base N puts the ingestion stand-in on N+1: that is the busy one.
+        # --port-base N puts the NordPass simulator, the first port the demo takes, on N itself: a
+        # neighbouring port someone else happens to hold cannot be reported first.
+        assert demo.main(["--state-dir", str(tmp_path), "--port-base", str(port)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"port {port} (NordPass simulator)" in line and "already in use" in line
+    assert "--port-base 0" in line
+
+
+def test_a_later_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every port is checked before anything starts, not only the first: the ingestion stand-in's
+    (base + 1) busy, with the base itself free."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with socket.socket() as probe:  # the base must be free for the stand-in's port to be reached
+            try:
+                probe.bind(("127.0.0.1", port - 1))
+            except OSError:
+                pytest.skip(f"port {port - 1} is in use here")
         assert demo.main(["--state-dir", str(tmp_path), "--port-base", str(port - 1)]) == 2
     line = _one_line(capsys.readouterr().err)
-    assert f"port {port}" in line and "already in use" in line and "--port-base 0" in line
+    assert f"port {port}" in line and "already in use" in line
 
 
 def test_missing_node_is_one_line(
