@@ -89,11 +89,11 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if isinstance(cause, CheckpointUnavailable):
             cause = emulator_not_running(load_store_settings(environ).storage) or cause
             failure.report.error = cause.describe()
-        logging.getLogger("nordpass_connector").error("run failed: %s", cause.describe())
+        logging.getLogger("nordpass_connector").error("nordpass run failed: %s", cause.describe())
         _print(failure.report.to_dict())
         return EXIT_FAILED
     except ConnectorError as error:
-        logging.getLogger("nordpass_connector").error("run failed: %s", error.describe())
+        logging.getLogger("nordpass_connector").error("nordpass run failed: %s", error.describe())
         _print({"outcome": "failed", "error": error.describe(), "error_class": type(error).__name__})
         return EXIT_FAILED
     _print(report.to_dict())
@@ -147,7 +147,9 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "instance": settings.instance,
                 "health": record.to_dict(now=now) if record else None,
                 "checkpoint": summary,
-                "dead_letters": dead_text,
+                # A number for scripts; counted up to the limit, and `capped` says it stopped there.
+                "dead_letters": dead_letters,
+                "dead_letters_capped": dead_letters >= DEAD_LETTER_COUNT_LIMIT,
                 "settings_problems": run_problems,
             }
         )

@@ -30,7 +30,13 @@ from .adapters.requests_session import EnvironmentOnceSession
 from .adapters.server_dates import DateRecordingHooks, DateRecordingTransport, ServerDates
 from .adapters.table_store import TableStore, build_table_client
 from .clock import Clock, SystemClock
-from .errors import CheckpointBusy, CheckpointDamaged, CheckpointUnavailable, ConnectorError
+from .errors import (
+    CheckpointBusy,
+    CheckpointDamaged,
+    CheckpointUnavailable,
+    ConnectorError,
+    SinkAuthError,
+)
 from .health import HealthRecord, health_row, merge_crash, merge_report, run_summary
 from .options import Pool, RunOptions
 from .pipeline import Connector, RunFailed, run_once
@@ -179,6 +185,7 @@ class DoctorContext:
     clock: Clock
     timeout: float  # per request
     identity: str  # `describe_identity`
+    on_azure: bool  # a managed identity endpoint is there (else DefaultAzureCredential, a developer's)
     credential: TokenCredential
     nordpass: NordPassClient  # pages of one event, answers' Date headers recorded
     logs_client: LogsIngestionClient  # answers' Date headers recorded
@@ -233,6 +240,7 @@ def doctor_context(
             clock=clock,
             timeout=timeout,
             identity=describe_identity(settings, environ),
+            on_azure=running_with_managed_identity(environ),
             credential=credential,
             nordpass=nordpass,
             logs_client=logs_client,
@@ -386,7 +394,18 @@ def run_from_environment(environ: Mapping[str, str] | None = None, **overrides: 
             # (With the table unavailable the record write would only fail too, after its
             # timeouts; the health row still goes to Sentinel.)
             keep_record = not isinstance(failure.cause, CheckpointUnavailable)
-            _record_health(connector, settings, failure.report, None, bound=bound, write_record=keep_record)
+            # The row would go to the same API with the same token the run was just refused (or
+            # could not get): it would only fail again and repeat the run's error in a WARNING.
+            send_row = not isinstance(failure.cause, SinkAuthError)
+            _record_health(
+                connector,
+                settings,
+                failure.report,
+                None,
+                bound=bound,
+                write_record=keep_record,
+                send_row=send_row,
+            )
             raise
         except Exception as crash:
             _record_health(connector, settings, None, crash, bound=bound)
@@ -403,6 +422,7 @@ def _record_health(
     *,
     bound: Deadline,
     write_record: bool = True,
+    send_row: bool = True,
 ) -> None:
     """The run is over and its outcome final (checkpoint committed, lease released): merge it into
     the health record beside the checkpoint, then send its health row to Sentinel.
@@ -412,7 +432,7 @@ def _record_health(
     """
     now = connector.clock.now()
     record = _write_health_record(connector, report, crash, now=now) if write_record else None
-    if connector.health_reporter is None:
+    if connector.health_reporter is None or not send_row:
         return
     row = health_row(
         now=now,

@@ -70,6 +70,11 @@ MAX_CLOCK_SKEW_SECONDS = 60.0
 # instead, so the runbook, the run report and doctor say the same thing.
 FIX_NORDPASS_UNREACHABLE = SourceUnreachable.action
 FIX_IDENTITY = SinkTokenUnavailable.action
+# Off Azure the credential is DefaultAzureCredential: the fix is a sign-in, not an Azure blade.
+FIX_IDENTITY_LOCALLY = (
+    "sign in with `az login` as an account that has 'Monitoring Metrics Publisher' on the data "
+    "collection rule (or run where a managed identity is enabled, such as the function app's console)"
+)
 FIX_DCR_UNREACHABLE = (
     "check DATA_COLLECTION_ENDPOINT (the DCR's logs ingestion endpoint) and that the app can reach it "
     "(DNS, firewall, private link)"
@@ -201,7 +206,8 @@ def check_identity(ctx: DoctorContext) -> Check:
     try:
         expires_on = check_token(ctx.credential, identity=ctx.identity)
     except SinkTokenUnavailable as error:
-        return Check(CheckName.IDENTITY, FAIL, error.message, fix=error.action)
+        fix = error.action if ctx.on_azure else FIX_IDENTITY_LOCALLY
+        return Check(CheckName.IDENTITY, FAIL, error.message, fix=fix)
     return Check(
         CheckName.IDENTITY,
         PASS,

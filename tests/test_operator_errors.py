@@ -22,7 +22,7 @@ import pytest
 
 from nordpass_connector.adapters.emulator import DEVELOPMENT_TABLE_ADDRESS, START_AZURITE, listens
 from nordpass_connector.adapters.table_store import UNREACHABLE_ACTION
-from nordpass_connector.doctor import FIX_IDENTITY, FIX_NORDPASS_UNREACHABLE
+from nordpass_connector.doctor import FIX_IDENTITY_LOCALLY, FIX_NORDPASS_UNREACHABLE
 from nordpass_connector.errors import ConfigurationError, SettingsFileError, SinkTokenUnavailable
 from sandbox.azurite import free_port
 from sandbox.datagen import EventFactory
@@ -215,7 +215,7 @@ def test_doctor_without_az_login_prints_its_checks_and_nothing_else(sandbox: San
         "FAIL  identity          DefaultAzureCredential (no IDENTITY_ENDPOINT: not running on Azure) could "
         "not get a token for https://monitor.azure.com (ClientAuthenticationError)"
     )
-    assert lines[lines.index(identity) + 1].strip() == f"fix: {FIX_IDENTITY}"
+    assert lines[lines.index(identity) + 1].strip() == f"fix: {FIX_IDENTITY_LOCALLY}"
     assert lines[-1] == "doctor: 4 passed, 1 failed, 1 skipped"
 
 
@@ -438,7 +438,7 @@ def test_azurite_not_running_is_one_clear_line_for_doctor_run_and_status(
     assert run.returncode == 1, run
     run.assert_clean(sandbox.token)
     line = f"CheckpointUnavailable: {AZURITE_DOWN} -> {START_AZURITE}"
-    assert run.error_line() == f"run failed: {line}"
+    assert run.error_line() == f"nordpass run failed: {line}"
     assert json.loads(run.stdout)["error"] == line
 
     status = connector("status", "--settings", settings)
@@ -501,7 +501,12 @@ def test_run_with_no_identity_at_all_says_so_and_loses_nothing(
     assert result.returncode == 1, result
     result.assert_clean(sandbox.token)
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {NO_IDENTITY}")
+    assert len(errors) == 1 and errors[0].endswith(
+        f"ERROR nordpass_connector: nordpass run failed: {NO_IDENTITY}"
+    )
+    # Nothing repeats it: no per-attempt line (nothing was sent) and no health row sent to the API
+    # that just could not be reached with a token.
+    assert [line for line in result.stderr.splitlines() if " WARNING " in line] == [], result.stderr
     # Only the connector's own lines: azure-identity's 13-line credential report would bury that one.
     assert all(" nordpass_connector" in line for line in result.stderr.splitlines()), result.stderr
     report = json.loads(result.stdout)
@@ -543,7 +548,7 @@ def test_run_against_an_unreachable_nordpass_fails_fast_with_doctors_advice(
         f"run) -> {FIX_NORDPASS_UNREACHABLE}"
     )
     errors = [x for x in result.stderr.splitlines() if " ERROR " in x]
-    assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: run failed: {line}")
+    assert len(errors) == 1 and errors[0].endswith(f"ERROR nordpass_connector: nordpass run failed: {line}")
     report = json.loads(result.stdout)
     assert (report["outcome"], report["error"]) == ("failed", line)
     # Two quick retries, not the run's whole budget of them (which used to end in outcome "ok").
@@ -576,7 +581,7 @@ def test_a_connection_string_the_storage_sdk_cannot_parse_is_one_line_for_doctor
     run = connector("run", "--once", "--settings", settings)
     assert run.returncode == 1, run
     run.assert_clean(sandbox.token, "not-a-url")
-    assert run.error_line() == f"run failed: {line}"
+    assert run.error_line() == f"nordpass run failed: {line}"
 
     status = connector("status", "--settings", settings)
     assert status.returncode == 1, status

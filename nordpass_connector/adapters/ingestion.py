@@ -484,6 +484,9 @@ class IngestionSink:
         # A refused record is reported once, when it is set aside; the requests that isolate it
         # (about 2 x log2(n)) are logged at INFO.
         level = logging.INFO if verdict is Verdict.REJECT else logging.WARNING
+        if answer.no_token:
+            # Nothing was sent, so there is no request id to quote: the run's ERROR line says it all.
+            level = logging.DEBUG
         log.log(level, "ingestion attempt %d failed: %s %s", n, answer.describe(), answer.ids)
         if verdict is Verdict.TOO_LARGE:
             return _TooLarge()
