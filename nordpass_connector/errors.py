@@ -58,7 +58,10 @@ class ConnectorError(Exception):
 
 
 class ConfigurationError(ConnectorError):
-    action = "fix the listed settings (app settings in Azure, local.settings.json locally)"
+    action = (
+        "fix the listed settings (app settings in Azure; locally, in the local.settings.json passed "
+        "with --settings)"
+    )
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)

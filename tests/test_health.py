@@ -22,6 +22,7 @@ from nordpass_connector.health import (
 )
 from nordpass_connector.isotime import parse_iso
 from nordpass_connector.pipeline import RunFailed
+from nordpass_connector.ports import SetAsideRecord, Window
 from nordpass_connector.report import RunReport
 from nordpass_connector.settings import load_settings
 from sandbox.datagen import EventFactory
@@ -262,6 +263,21 @@ def test_status_command_text_json_and_exit_codes(
     assert data["health"]["last_error_class"] == "SourceAuthError"
     assert data["health"]["lag_now_seconds"] is None or data["health"]["lag_now_seconds"] >= 0
     assert data["checkpoint"]["done_to"]
+    assert (data["dead_letters"], data["dead_letters_capped"]) == (0, False)
+
+    # Set-aside records are counted, as a number for scripts (their content is never shown).
+    store = composition.build_store(load_settings(sandbox.environ()), sandbox.environ())
+    try:
+        window = Window(1_700_000_000, 1_700_000_600)
+        store.set_aside([SetAsideRecord(f"id-{n}", "refused", window, b'{"secret":"x"}') for n in range(3)])
+    finally:
+        store.close()
+    assert cli.main(["status", "--settings", str(settings), "--json"]) == 1
+    out = capsys.readouterr().out
+    assert (json.loads(out)["dead_letters"], json.loads(out)["dead_letters_capped"]) == (3, False)
+    assert "secret" not in out
+    assert cli.main(["status", "--settings", str(settings)]) == 1
+    assert f"dead letters: 3 in table {sandbox.table}deadletters" in capsys.readouterr().out
 
     bad = tmp_path / "bad.settings.json"
     bad.write_text(json.dumps({"Values": sandbox.environ() | {"DCR_IMMUTABLE_ID": "nope"}}))

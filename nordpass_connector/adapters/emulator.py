@@ -17,8 +17,8 @@ from ..settings import STORAGE, StorageSettings, is_loopback
 # Where `UseDevelopmentStorage=true` sends table requests (the storage SDKs' fixed default).
 DEVELOPMENT_TABLE_ADDRESS = ("127.0.0.1", 10002)
 START_AZURITE = (
-    "start Azurite (after `make setup`: `npx azurite-table --location .sandbox/azurite-local`, which "
-    f"listens on port {DEVELOPMENT_TABLE_ADDRESS[1]}) or set {STORAGE} to a real storage account's "
+    "start Azurite (after `make setup`: `npx azurite-table --location .sandbox/azurite-local "
+    f"--disableTelemetry`, which listens on port {DEVELOPMENT_TABLE_ADDRESS[1]}) or set {STORAGE} to a real storage account's "
     f"connection string (or {STORAGE}__accountName for identity-based storage)"
 )
 
