@@ -18,8 +18,9 @@ from ..settings import STORAGE, StorageSettings, is_loopback
 DEVELOPMENT_TABLE_ADDRESS = ("127.0.0.1", 10002)
 START_AZURITE = (
     "start Azurite (after `make setup`: `npx azurite-table --location .sandbox/azurite-local "
-    f"--disableTelemetry`, which listens on port {DEVELOPMENT_TABLE_ADDRESS[1]}) or set {STORAGE} to a real storage account's "
-    f"connection string (or {STORAGE}__accountName for identity-based storage)"
+    f"--disableTelemetry`, which listens on port {DEVELOPMENT_TABLE_ADDRESS[1]}) or set {STORAGE} to "
+    f"a real storage account's connection string (or {STORAGE}__accountName for identity-based "
+    "storage)"
 )
 
 
