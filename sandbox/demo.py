@@ -1177,13 +1177,20 @@ def run_real(settings_file: Path) -> int:
     _out(
         f"real configuration from {settings_file}: one tick of the timer function against NordPass and Azure"
     )
+    # As `run --once`: the SDKs' warnings (azure-identity's 13-line credential report) stay out;
+    # the run's own ERROR line names the cause and the fix.
+    from nordpass_connector.composition import quiet_third_party_loggers
+
+    quiet_third_party_loggers(logging.ERROR)
     with captured_reports() as capture:
         report = call_timer(capture)
     line = TickLine.from_report(
         report, tick=1, phase="real", new_events=0, seconds=float(report.get("duration_seconds") or 0)
     )
     if line.outcome != "ok":
-        _out(f"run failed: {line.error or 'see the log above'}")
+        # The ERROR line above already says what failed and what to do; not a second time.
+        cause = (line.error or "").split(":", 1)[0] or "see the log above"
+        _out(f"run failed: {cause} (the ERROR line above says what happened and what to do)")
         return 1
     _out(_tick_text(line))
     _out(

@@ -587,3 +587,33 @@ def test_a_connection_string_the_storage_sdk_cannot_parse_is_one_line_for_doctor
     assert status.returncode == 1, status
     status.assert_clean(sandbox.token, "not-a-url")
     assert status.error_line() == f"could not read the health record: {line}"
+
+
+@pytest.mark.slow
+def test_demo_with_real_settings_and_no_identity_says_so_once(
+    sandbox: Sandbox, event_factory: EventFactory, tmp_path: Path
+) -> None:
+    """`make demo SETTINGS=…` on a laptop without `az login`: the timer's one ERROR line and the
+    demo's one summary line, not azure-identity's credential report or the cause twice."""
+    now = int(time.time())
+    sandbox.sim.add(event_factory.background(now - 3600, now - 120, per_minute=1))
+    settings = write_settings(tmp_path / "local.settings.json", sandbox.environ())
+    env = clean_environment(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.demo", "--settings", str(settings)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr and sandbox.token not in done.stdout + done.stderr
+    # The line ends with the run summary as JSON (` | {...}`), as in the function host.
+    [error] = done.stderr.splitlines()
+    assert error.split(" | ")[0] == f"ERROR nordpass_connector: nordpass run failed: {NO_IDENTITY}"
+    assert done.stdout.splitlines()[-1] == (
+        "run failed: SinkTokenUnavailable (the ERROR line above says what happened and what to do)"
+    )
