@@ -41,6 +41,10 @@ class UsageError(Exception):
     pass
 
 
+class NotSignedIn(Exception):
+    """The Azure CLI has no account to deploy with (exit code 1, like a failed az command)."""
+
+
 def endpoint_for(region: str) -> str:
     if region.lower() in REGIONS:
         return REGIONS[region.lower()]
@@ -122,6 +126,26 @@ def run(build: list[str], deploy: list[str], push: list[str]) -> int:
         raise UsageError(
             "az (the Azure CLI) is not on PATH: install it, or use --dry-run to print the commands"
         )
+    # Before the build: a missing sign-in is the likeliest failure, and az's own words for it come
+    # only after minutes of packaging otherwise.
+    try:
+        signed_in = (
+            subprocess.run(
+                ["az", "account", "show", "--output", "none"],
+                cwd=REPO_ROOT,
+                check=False,
+                capture_output=True,
+                timeout=60,
+            ).returncode
+            == 0
+        )
+    except subprocess.TimeoutExpired:
+        signed_in = False
+    if not signed_in:
+        raise NotSignedIn(
+            "the Azure CLI is not signed in: run `az login` (and `az account set --subscription <id>`), "
+            "then run this again"
+        )
     subprocess.run(build, cwd=REPO_ROOT, check=True)
     app = subprocess.run(deploy, cwd=REPO_ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     if not app:
@@ -162,6 +186,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
+    except NotSignedIn as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
     except subprocess.CalledProcessError as exc:
         print(
             f"{parser.prog}: `{' '.join(exc.cmd[:4])}` failed with exit code {exc.returncode}",

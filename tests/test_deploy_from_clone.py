@@ -154,3 +154,21 @@ def test_without_dry_run_and_without_az_says_so(tmp_path: Path) -> None:
         "python -m deploy.from_clone: az (the Azure CLI) is not on PATH: install it, or use --dry-run to "
         "print the commands"
     )
+
+
+def test_without_az_login_says_so_before_building_anything(tmp_path: Path) -> None:
+    # An az that knows no account, as right after installing the CLI (`az account show` exits 1),
+    # and a make; both log their arguments, so the test sees that nothing else was started.
+    calls = tmp_path / "calls"
+    for name, code in (("az", 1), ("make", 0)):
+        tool = tmp_path / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexit {code}\n')
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = _from_clone("--resource-group", "rg", "--workspace", "ws", "--region", "eu", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "python -m deploy.from_clone: the Azure CLI is not signed in: run `az login` (and `az account set "
+        "--subscription <id>`), then run this again"
+    )
+    assert calls.read_text().splitlines() == ["az account show --output none"]
