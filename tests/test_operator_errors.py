@@ -86,13 +86,18 @@ def clean_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def connector(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 120,
+    module: str = "nordpass_connector",
 ) -> Result:
+    """`python -m <module> <args>` as a person types it (`module` may be `sandbox.demo`)."""
     env = dict(os.environ if env is None else env)
     # Importable from any working directory, as after `pip install`.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     done = subprocess.run(
-        [sys.executable, "-m", "nordpass_connector", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -598,19 +603,9 @@ def test_demo_with_real_settings_and_no_identity_says_so_once(
     now = int(time.time())
     sandbox.sim.add(event_factory.background(now - 3600, now - 120, per_minute=1))
     settings = write_settings(tmp_path / "local.settings.json", sandbox.environ())
-    env = clean_environment(tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    done = subprocess.run(
-        [sys.executable, "-m", "sandbox.demo", "--settings", str(settings)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = connector("--settings", str(settings), env=clean_environment(tmp_path), module="sandbox.demo")
     assert done.returncode == 1, done
-    assert "Traceback" not in done.stderr and sandbox.token not in done.stdout + done.stderr
+    done.assert_clean(sandbox.token)
     # The line ends with the run summary as JSON (` | {...}`), as in the function host.
     [error] = done.stderr.splitlines()
     assert error.split(" | ")[0] == f"ERROR nordpass_connector: nordpass run failed: {NO_IDENTITY}"
