@@ -297,12 +297,19 @@ class RunReportCapture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        for prefix in (RUN_PREFIX, RUN_FAILED_PREFIX):
-            if message.startswith(prefix):
-                try:
-                    self.reports.append(json.loads(message[len(prefix) :]))
-                except ValueError:
-                    self.reports.append({"outcome": "failed", "error": message[len(prefix) :]})
+        if message.startswith(RUN_PREFIX):
+            self.reports.append(json.loads(message[len(RUN_PREFIX) :]))
+        elif message.startswith(RUN_FAILED_PREFIX):
+            # `<ErrorClass>: <what happened> -> <what to do> | {summary}`; a run that failed before
+            # it had a report logs the first part alone.
+            cause, _, summary = message[len(RUN_FAILED_PREFIX) :].rpartition(" | ")
+            try:
+                self.reports.append(json.loads(summary))
+            except ValueError:
+                cause = message[len(RUN_FAILED_PREFIX) :]
+                self.reports.append(
+                    {"outcome": "failed", "error": cause, "error_class": cause.split(":", 1)[0]}
+                )
 
 
 @contextmanager
@@ -353,14 +360,15 @@ def call_timer(capture: RunReportCapture) -> dict[str, Any]:
     from azure.functions.timer import TimerRequest
 
     before = len(capture.reports)
-    error: str | None = None
+    raised: Exception | None = None
     try:
         timer_function()(TimerRequest(past_due=False, schedule_status={}, schedule={}))
     except Exception as exc:  # the host records any exception as a failed invocation
-        error = f"{type(exc).__name__}: {exc}"
+        raised = exc
     report = capture.reports[-1] if len(capture.reports) > before else {"outcome": "failed"}
-    if error and not report.get("error"):
-        report["error"] = error
+    if raised is not None and not report.get("error"):
+        report["error"] = f"{type(raised).__name__}: {raised}"
+        report.setdefault("error_class", type(raised).__name__)
     return report
 
 
@@ -1189,7 +1197,7 @@ def run_real(settings_file: Path) -> int:
     )
     if line.outcome != "ok":
         # The ERROR line above already says what failed and what to do; not a second time.
-        cause = (line.error or "").split(":", 1)[0] or "see the log above"
+        cause = report.get("error_class") or "see the log above"
         _out(f"run failed: {cause} (the ERROR line above says what happened and what to do)")
         return 1
     _out(_tick_text(line))
