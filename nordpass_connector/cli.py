@@ -132,7 +132,7 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             record = health.HealthRecord.from_fields(store.read_health())
             summary = _checkpoint_state(store)
             # Only counted, never shown: a dead letter holds the event itself.
-            dead_letters = len(store.dead_letters(limit=DEAD_LETTER_COUNT_LIMIT))
+            dead_letters = store.count_dead_letters(limit=DEAD_LETTER_COUNT_LIMIT)
         finally:
             store.close()
     except ConnectorError as error:

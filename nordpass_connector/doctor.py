@@ -32,7 +32,6 @@ from .errors import (
     SinkAuthError,
     SinkConfigError,
     SinkTokenUnavailable,
-    SourceAuthError,
     SourceUnavailable,
     SourceUnreachable,
 )
@@ -80,7 +79,6 @@ FIX_DCR_UNREACHABLE = (
     "(DNS, firewall, private link)"
 )
 FIX_TABLE_UNREACHABLE = table_store.UNREACHABLE_ACTION
-FIX_TABLE_FORBIDDEN = table_store.FORBIDDEN_ACTION
 FIX_TABLE_CREDENTIAL = table_store.CREDENTIAL_REFUSED_ACTION
 FIX_CLOCK = (
     "synchronise this machine's clock (NTP; `timedatectl set-ntp true` on Linux). Windows are "
@@ -187,8 +185,6 @@ def check_nordpass(ctx: DoctorContext) -> Check:
     started = ctx.clock.monotonic()
     try:
         page = ctx.nordpass.fetch_page(window, 1, deadline=Deadline.after(ctx.clock, 3 * ctx.timeout))
-    except SourceAuthError as error:
-        return Check(CheckName.NORDPASS, FAIL, error.message, fix=SourceAuthError.action)
     except SourceUnavailable as error:
         return Check(CheckName.NORDPASS, FAIL, error.message, fix=FIX_NORDPASS_UNREACHABLE)
     except ConnectorError as error:

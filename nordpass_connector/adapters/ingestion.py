@@ -76,7 +76,6 @@ from ..throttle import RateBudget
 log = logging.getLogger(__name__)
 
 MONITOR_SCOPE = "https://monitor.azure.com/.default"
-CLIENT_REQUEST_ID = "x-ms-client-request-id"
 SERVICE_REQUEST_ID = "x-ms-request-id"
 NO_IDENTITY_NOTE = "no managed identity answered, and off Azure no `az login` session was found"
 # A refusal is taken as systemic (a schema problem) when nothing of a batch was delivered and every
@@ -106,11 +105,11 @@ def build_logs_client(
       case itself, with jitter and inside the run's deadline. azure-core would otherwise retry on top
       (multiplying attempts), skip 408/502/429-without-Retry-After/connection errors, and wait for any
       Retry-After with no cap at all.
-    - The HTTP logging policy is turned down to WARNING: at INFO it logs every request's headers.
+    (The HTTP logging policy, which logs every request's headers at INFO, is held at WARNING or
+    above with the other SDK loggers by `composition.quiet_third_party_loggers`.)
     """
     if not endpoint.lower().startswith("https://"):
         raise SinkConfigError("the data collection endpoint must be an https:// URL")
-    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     kwargs: dict[str, Any] = {
         "connection_timeout": connection_timeout,
         "read_timeout": read_timeout,

@@ -32,6 +32,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from azure.core import MatchConditions
@@ -500,6 +501,17 @@ class TableStore:
             close_credential()
 
     # -- dead-letter inspection (for the status command and tests) -------------------------------
+    def count_dead_letters(self, *, limit: int) -> int:
+        """How many rows the dead-letter table holds, counting up to `limit`. Only the keys are
+        asked for: a row carries its event (up to 60 KB), which a count has no use for."""
+        try:
+            found = self._deadletters.list_entities(select=["RowKey"], results_per_page=min(limit, 1000))
+            return sum(1 for _ in islice(found, limit))
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as exc:
+            raise CheckpointUnavailable(describe_table_error("dead-letter read", exc)) from None
+
     def dead_letters(self, *, limit: int = 1000) -> list[dict[str, Any]]:
         try:
             found = self._deadletters.list_entities(results_per_page=min(limit, 1000))
