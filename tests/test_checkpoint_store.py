@@ -4,7 +4,10 @@ binary properties and Table size limits."""
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -495,3 +498,56 @@ def test_a_connection_string_the_sdk_cannot_parse_is_a_connector_error_without_i
     assert info.value.message == "AzureWebJobsStorage is not a valid connection string"
     assert info.value.action == UNREACHABLE_ACTION
     assert secret not in str(info.value)
+
+
+class _TableAlwaysMissing(http.server.ThreadingHTTPServer):
+    """A table service whose table stays missing: every entity call answers 404 TableNotFound and
+    every create 409 TableAlreadyExists (as while a table is being deleted). Records the methods."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.methods.append(self.command)
+                status, code = (
+                    (409, "TableAlreadyExists") if self.command == "POST" else (404, "TableNotFound")
+                )
+                body = json.dumps({"odata.error": {"code": code, "message": {"value": code}}}).encode()
+                self.send_response(status)
+                self.send_header("x-ms-error-code", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_PUT = do_POST = do_GET = do_MERGE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_table_that_stays_missing_fails_the_health_write_after_one_create() -> None:
+    server = _TableAlwaysMissing()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    conn = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{server.server_address[1]}/{ACCOUNT_NAME};"
+    )
+    client = TableClient.from_connection_string(conn, "cpmissing", retry_total=0)
+    store = TableStore(client, deadletters=client)
+    try:
+        with pytest.raises(CheckpointUnavailable, match="health write"):
+            store.write_health({"LastRun": 1_700_000_000, "Outcome": "ok"})
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+    # The upsert, one create, the upsert again; then the error (not one more round per level).
+    assert server.methods == ["PUT", "POST", "PUT"]

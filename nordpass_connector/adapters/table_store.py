@@ -436,15 +436,18 @@ class TableStore:
 
     def write_health(self, fields: dict[str, Any]) -> None:
         entity = to_entity(PARTITION_KEY, self._health_key, fields)
-        try:
-            self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        except ResourceNotFoundError as exc:
-            if not _is_table_missing(exc):
+        # At most twice: a table that is still missing after it was created (one being deleted
+        # answers so for a while) fails the write instead of asking again without end.
+        for attempt in (1, 2):
+            try:
+                self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                return
+            except ResourceNotFoundError as exc:
+                if attempt == 2 or not _is_table_missing(exc):
+                    raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
+                self._create_table(self._client, "create table")
+            except AzureError as exc:
                 raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
-            self._create_table(self._client, "create table")
-            self.write_health(fields)
-        except AzureError as exc:
-            raise CheckpointUnavailable(describe_table_error("health write", exc)) from None
 
     # -- the probe (for doctor) -------------------------------------------------------------------
     def probe(self) -> Probed:
