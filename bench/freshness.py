@@ -49,6 +49,7 @@ import httpx
 import orjson
 
 from nordpass_connector import schema
+from nordpass_connector.clock import SystemClock
 from nordpass_connector.mapping import EVENT_ID_DIGEST_BYTES, canonical_digest, digest_prefix
 
 from .events import stamped
@@ -69,7 +70,7 @@ log = logging.getLogger("bench.freshness")
 # -- the shared simulated clock ------------------------------------------------------------------
 
 
-class SharedClock:
+class SharedClock(SystemClock):
     """A wall clock that processes share through a file: `now()` = real time + an offset.
 
     `set(t)` moves every reader's clock to `t` at once; from there it flows in real time. Monotonic
@@ -88,13 +89,6 @@ class SharedClock:
     def now(self) -> float:
         offset: float = struct.unpack_from("d", self._map, 0)[0]
         return time.time() + offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
 
     def close(self) -> None:
         self._map.close()
@@ -209,27 +203,22 @@ def tick_summary(ticks: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per-tick costs: run duration, CPU, requests; and the idle ticks (nothing new delivered)."""
     working = ticks[1:]  # the first tick backfills an empty history
     idle = [t for t in working if t["delivered"] == 0]
-    seconds = sorted(t["seconds"] for t in working)
+
+    def mean(key: str, digits: int) -> float | None:
+        return round(sum(t[key] for t in working) / len(working), digits) if working else None
+
     return {
         "ticks": len(ticks),
-        "run_seconds": distribution(seconds) if seconds else {"count": 0},
-        "run_seconds_mean": round(sum(seconds) / len(seconds), 3) if seconds else None,
-        "cpu_seconds_mean": round(sum(t["cpu_seconds"] for t in working) / len(working), 4)
-        if working
-        else None,
-        "nordpass_requests_per_tick": round(sum(t["nordpass_requests"] for t in working) / len(working), 2)
-        if working
-        else None,
-        "ingestion_requests_per_tick": round(sum(t["ingestion_requests"] for t in working) / len(working), 2)
-        if working
-        else None,
+        "run_seconds": distribution([t["seconds"] for t in working]),
+        "run_seconds_mean": mean("seconds", 3),
+        "cpu_seconds_mean": mean("cpu_seconds", 4),
+        "nordpass_requests_per_tick": mean("nordpass_requests", 2),
+        "ingestion_requests_per_tick": mean("ingestion_requests", 2),
         "idle_ticks": len(idle),
         "idle_tick_max_nordpass_requests": max((t["nordpass_requests"] for t in idle), default=None),
         "idle_tick_max_ingestion_requests": max((t["ingestion_requests"] for t in idle), default=None),
         # The health row of every run (`NordPassConnectorHealth_CL`), apart from the events' uploads.
-        "health_requests_per_tick": round(sum(t.get("health_requests", 0) for t in working) / len(working), 2)
-        if working
-        else None,
+        "health_requests_per_tick": mean("health_requests", 2),
         "failed_ticks": sum(1 for t in ticks if t["outcome"] not in ("ok", "official")),
     }
 
@@ -496,11 +485,6 @@ def meets_targets(result: dict[str, Any]) -> bool:
     )
 
 
-def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    """A result without its per-tick detail (kept in the full report only)."""
-    return {k: v for k, v in result.items() if k not in ("ticks_detail", "sample_log_lines")}
-
-
 def run_all(
     azurite: Any,
     certs: Path,
@@ -618,7 +602,7 @@ def run_all(
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The freshness part of `make bench`'s JSON summary."""
-    ours, official = _brief(results["ours"]), _brief(results["official"])
+    ours, official = results["ours"], results["official"]
     keep = (
         "events",
         "late_events",
